@@ -1,0 +1,238 @@
+"""The config schema (pydantic) and its loader: defaults <- file <- ``--set`` overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+# Kinetics-400 normalisation used by torchvision's video models.
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+TAP_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4", "pool")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ClipConfig(_Strict):
+    """How a video becomes clips: T frames sampled uniformly, letterboxed to the first scale."""
+
+    frames: int = Field(16, ge=1, le=512, description="frames sampled uniformly over the video (T)")
+    scales: list[int] = Field(
+        default_factory=lambda: [224, 112],
+        description="square sizes; the first is the letterbox size, the rest are downscales of it",
+    )
+    downscale: Literal["area", "bilinear"] = "area"
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_descending(cls, scales: list[int]) -> list[int]:
+        if not scales:
+            raise ValueError("needs at least one size")
+        if any(s < 16 for s in scales):
+            raise ValueError(f"sizes must be >= 16, got {scales}")
+        if sorted(set(scales), reverse=True) != scales:
+            raise ValueError(f"sizes must be distinct and descending (letterbox size first), got {scales}")
+        return scales
+
+    @property
+    def size(self) -> int:
+        return self.scales[0]
+
+
+class BackboneConfig(_Strict):
+    """Which video network runs over the clips, with which weights, and what it returns."""
+
+    name: Literal["r3d_18", "mc3_18", "r2plus1d_18"] = "r3d_18"
+    weights: Literal["kinetics400", "random"] = "kinetics400"
+    weights_path: str | None = Field(None, description="a local state-dict file; tried first")
+    weights_url: str | None = Field(None, description="download address (default: torchvision's)")
+    allow_download: bool = True
+    seed: int = Field(0, description="initialisation seed when weights=random")
+    taps: list[str] = Field(default_factory=lambda: ["pool", "layer4"])
+
+    @field_validator("taps")
+    @classmethod
+    def _known_taps(cls, taps: list[str]) -> list[str]:
+        unknown = [t for t in taps if t not in TAP_NAMES]
+        if unknown:
+            raise ValueError(f"unknown tap(s) {unknown}; choose from {list(TAP_NAMES)}")
+        if not taps:
+            raise ValueError("needs at least one tap")
+        return sorted(set(taps), key=TAP_NAMES.index)
+
+
+class FeaturesConfig(_Strict):
+    """What is computed from a clip besides the backbone taps."""
+
+    handcrafted: bool = Field(True, description="forensic statistics (features/handcrafted.py) per row and scale")
+
+
+class CompressionConfig(_Strict):
+    codec: Literal["zstd", "lz4", "none"] = "zstd"
+    level: int = Field(3, ge=0, le=9)
+    shuffle: Literal["shuffle", "bitshuffle", "noshuffle"] = "shuffle"
+
+
+class ExtractConfig(_Strict):
+    """The extraction job: batching, device, workers, and how arrays are stored."""
+
+    batch_size: int = Field(16, ge=1, description="clips per backbone forward")
+    num_workers: int = Field(2, ge=0, description="decode worker processes")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="autocast (float16) on CUDA")
+    dtype: Literal["float16", "float32"] = "float16"
+    chunk_mb: float = Field(1.0, gt=0, description="target uncompressed size of one chunk along rows")
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+
+
+class GbmParams(_Strict):
+    """LightGBM parameters (names as in LightGBM's documentation)."""
+
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = -1
+    min_child_samples: int = Field(10, ge=1)
+    feature_fraction: float = Field(0.5, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    num_threads: int = Field(0, ge=0, description="0 = LightGBM's default (all cores)")
+
+
+class TrainConfig(_Strict):
+    """Head training: which store arrays, which split, where the run goes."""
+
+    folds: int = Field(5, ge=2)
+    seed: int = 0
+    scale: int | None = Field(None, description="store scale to read (default: the store's largest)")
+    features: list[str] = Field(default_factory=lambda: ["embedding", "handcrafted"])
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a video is called fake")
+    shuffle_labels: bool = Field(False, description="permutation check: train on group-shuffled labels")
+    out: str = "runs"
+    gbm: GbmParams = Field(default_factory=GbmParams)
+
+
+class DemoConfig(_Strict):
+    """The built-in demo dataset."""
+
+    videos: int = Field(120, ge=4)
+    seed: int = 0
+    width: int = Field(128, ge=32)
+    height: int = Field(96, ge=32)
+    n_frames: int = Field(32, ge=8)
+    fps: int = Field(24, ge=1)
+    also_train: list[list[str]] = Field(
+        default_factory=lambda: [["embedding"], ["embedding", "handcrafted"]],
+        description="feature sets the demo trains besides train.features, for comparison",
+    )
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (H.264 4:2:0), got {value}")
+        return value
+
+
+class Config(_Strict):
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def config_hash(section: BaseModel | dict) -> str:
+    """A short stable hash of a config section (sorted-key JSON)."""
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}' in {source}"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"bad config value for '{key}' in {source}: {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the file at ``path`` (if any), then ``key=value`` overrides; validated."""
+    data = _read_yaml(DEFAULT_CONFIG)
+    sources = [str(DEFAULT_CONFIG.name)]
+    if path is not None:
+        data = _deep_merge(data, _read_yaml(Path(path)))
+        sources.append(str(path))
+    for text in overrides:
+        data = _deep_merge(data, parse_override(text))
+    if overrides:
+        sources.append("--set")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, " + ".join(sources))) from None

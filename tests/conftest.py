@@ -1,0 +1,73 @@
+"""Shared test data: small videos made on the fly, and the real ones in ../shared if present."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+SHARED_FVC = ROOT.parent / "shared" / "data" / "fvc"
+
+# Small clips keep the backbone fast on a CPU: T=4 frames at 32 px, a 16 px downscale.
+TINY = ["clip.frames=4", "clip.scales=[32,16]", "extract.batch_size=8", "extract.num_workers=0"]
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 24, crf: int = 18) -> Path:
+    """Encode uint8 RGB frames (n, H, W, 3) as H.264 mp4 with PyAV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "ultrafast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def index_coded_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frame i is a flat grey of level 10 + 5*i (n <= 46): its index survives H.264."""
+    assert n <= 46, "levels must stay distinct below 255"
+    levels = 10 + 5 * np.arange(n)
+    return np.broadcast_to(levels[:, None, None, None], (n, height, width, 3)).astype(np.uint8).copy()
+
+
+def decode_level_to_index(level: float, n: int) -> int:
+    levels = 10 + 5 * np.arange(n)
+    return int(np.argmin(np.abs(levels - level)))
+
+
+def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python cli.py ...`` in a subprocess, as a user would."""
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cli {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> list[Path]:
+    if not SHARED_VIDEOS.is_dir():
+        pytest.skip("../shared/data/videos is not present (only in the development checkout)")
+    return sorted(SHARED_VIDEOS.glob("*.mp4"))
+
+
+@pytest.fixture()
+def corrupt_files(tmp_path: Path) -> dict[str, Path]:
+    """A zero-byte file, a text file named .mp4, and a truncated mp4."""
+    good = write_video(tmp_path / "good.mp4", index_coded_frames(30))
+    data = good.read_bytes()
+    files = {"empty": tmp_path / "empty.mp4", "text": tmp_path / "text.mp4", "truncated": tmp_path / "truncated.mp4"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not a video\n" * 50)
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    return files
