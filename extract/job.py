@@ -1,0 +1,327 @@
+"""The extraction job: samples table -> clips -> backbone taps -> feature store.
+
+Videos are decoded in DataLoader workers (the row order stays the samples order whatever
+the number of workers), clips of several videos are batched per scale, the backbone runs
+once per batch and scale, and the results go to the store through the in-order chunk
+writer. A video that fails to decode is recorded as failed with its reason; the job goes
+on. Re-running on a store made with the same config continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from configs import Config, config_hash
+from extract.clips import make_scaled_clips
+from extract.video import VideoError, decode_clip
+from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
+from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
+from store import ArraySpec, FeatureStore, RowWriter, StoreError
+
+SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
+VARIANTS = ("original",)  # augmented variants come with the clip pipeline's augmentations
+
+
+class ExtractError(Exception):
+    """A samples table or store the job cannot use; the message says what to change."""
+
+
+class StoreMismatch(ExtractError):
+    """An existing store made from another config or other videos."""
+
+
+@dataclass
+class ExtractReport:
+    store: str
+    n_videos: int
+    n_done: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    clips: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.clips / self.seconds if self.seconds > 0 else float("nan")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present (the rank's own GPU under torchrun), else the CPU."""
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ExtractError("--device cuda was asked for but CUDA is not available here")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def read_samples(path: str | Path) -> pl.DataFrame:
+    """The indexed videos that can be extracted (status ok), in table order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExtractError(f"samples table not found: {path} (make one with `cli.py index`)")
+    try:
+        table = pl.read_parquet(path)
+    except Exception as err:
+        raise ExtractError(f"{path} is not a readable parquet table ({type(err).__name__})") from None
+    missing = [c for c in SAMPLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ExtractError(f"samples table {path} lacks columns {missing}")
+    usable = table.filter(pl.col("status") == "ok")
+    if usable.height == 0:
+        raise ExtractError(f"samples table {path} has no video with status ok")
+    if usable["video_id"].n_unique() != usable.height:
+        raise ExtractError(f"samples table {path} has repeated video_id values")
+    return usable
+
+
+def row_table(samples: pl.DataFrame) -> pl.DataFrame:
+    """One row per (video, variant), the variants of a video contiguous."""
+    n_var = len(VARIANTS)
+    return pl.DataFrame(
+        {
+            "video_id": np.repeat(samples["video_id"].to_numpy(), n_var),
+            "group": np.repeat(samples["group"].cast(pl.String).to_numpy(), n_var),
+            "label": np.repeat(samples["label"].to_numpy(), n_var).astype(np.int8),
+            "variant": np.tile(np.arange(n_var, dtype=np.int16), samples.height),
+        }
+    )
+
+
+def preprocessing_record(cfg: Config, weights: WeightsInfo) -> dict:
+    """Everything that decides the stored values; a store holds one such record."""
+    return {
+        "clip": cfg.clip.model_dump(mode="json"),
+        "backbone": {"name": cfg.backbone.name, "weights": weights.source, "weights_sha256": weights.sha256},
+        "taps": list(cfg.backbone.taps),
+        "handcrafted": HANDCRAFTED_VERSION if cfg.features.handcrafted else None,
+        "variants": list(VARIANTS),
+        "dtype": cfg.extract.dtype,
+    }
+
+
+def _code_version() -> str:
+    version = importlib.metadata.version("vidstore") if _installed("vidstore") else "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _package_versions() -> dict[str, str]:
+    names = ("torch", "torchvision", "av", "zarr", "numcodecs", "numpy", "polars")
+    return {n: importlib.metadata.version(n) for n in names if _installed(n)}
+
+
+def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _diff_keys(a, b, name + ".")
+        elif a != b:
+            keys.append(name)
+    return keys
+
+
+def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
+    """The arrays of every scale: one per tap (``pool`` is stored as ``embedding``), and
+    ``handcrafted`` (float32, its feature names in the array's attributes)."""
+    specs = {}
+    for scale in cfg.clip.scales:
+        specs[scale] = [
+            ArraySpec("embedding" if tap == "pool" else tap, tap_shape(tap, cfg.clip.frames, scale), cfg.extract.dtype)
+            for tap in cfg.backbone.taps
+        ]
+        if cfg.features.handcrafted:
+            names = {"feature_names": list(HANDCRAFTED_NAMES), "version": HANDCRAFTED_VERSION}
+            specs[scale].append(ArraySpec("handcrafted", (len(HANDCRAFTED_NAMES),), "float32", names))
+    return specs
+
+
+def open_or_create_store(store_path: str | Path, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo, samples_path: str) -> FeatureStore:
+    """A new store, or the existing one when it was made from the same config and videos."""
+    record = preprocessing_record(cfg, weights)
+    rows = row_table(samples)
+    if Path(store_path).exists():
+        store = FeatureStore.open(store_path, mode="r+")
+        differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
+        if differing:
+            raise StoreMismatch(
+                f"store {store_path} was made with another preprocessing config (differs in: {', '.join(differing)}); "
+                "extract into a new store"
+            )
+        if store.rows()["video_id"].to_list() != rows["video_id"].to_list():
+            raise StoreMismatch(f"store {store_path} holds other videos than {samples_path}; extract into a new store")
+        return store
+    provenance = {
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": _code_version(),
+        "packages": _package_versions(),
+        "backbone": {"name": cfg.backbone.name, "taps": list(cfg.backbone.taps), "weights": weights.to_dict()},
+        "preprocessing": record,
+        "preprocessing_hash": config_hash(record),
+        "extract": cfg.extract.model_dump(mode="json"),
+        "samples": {"path": str(samples_path), "n_videos": samples.height},
+    }
+    return FeatureStore.create(
+        store_path,
+        rows,
+        array_specs(cfg),
+        provenance,
+        chunk_mb=cfg.extract.chunk_mb,
+        compression=cfg.extract.compression.model_dump(),
+    )
+
+
+class VideoClips(Dataset):
+    """Item i: the clips of video i at every scale, or the reason it could not be read."""
+
+    def __init__(self, paths: list[str], cfg: Config):
+        self.paths = paths
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        clip_cfg = self.cfg.clip
+        try:
+            decoded = decode_clip(self.paths[index], clip_cfg.frames, clip_cfg.size)
+        except VideoError as err:
+            return {"index": index, "clips": None, "handcrafted": None, "reason": str(err)}
+        scaled = make_scaled_clips(decoded.frames, decoded.box, clip_cfg, self.cfg.features.handcrafted)
+        # one variant for now: clips (V, 3, T, s, s), handcrafted (V, F)
+        clips = {s: c.clip.unsqueeze(0) for s, c in scaled.items()}
+        stats = {s: c.handcrafted.unsqueeze(0).numpy() for s, c in scaled.items() if c.handcrafted is not None}
+        return {"index": index, "clips": clips, "handcrafted": stats, "reason": ""}
+
+
+def _first(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+class _Runner:
+    """Runs the backbone taps on batches of clips, on the chosen device, returning numpy."""
+
+    def __init__(self, taps: BackboneTaps, device: torch.device, amp: bool, dtype: str):
+        self.taps = taps.to(device)
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        self.dtype = np.dtype(dtype)
+
+    @torch.inference_mode()
+    def __call__(self, clips: torch.Tensor) -> dict[str, np.ndarray]:
+        clips = clips.to(self.device, non_blocking=True)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            outputs = self.taps(clips)
+        return {
+            ("embedding" if name == "pool" else name): value.float().cpu().numpy().astype(self.dtype)
+            for name, value in outputs.items()
+        }
+
+
+def run_extract(
+    samples_path: str | Path,
+    store_path: str | Path,
+    cfg: Config,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+) -> ExtractReport:
+    """Extract every indexed video of ``samples_path`` into ``store_path``."""
+    samples = read_samples(samples_path)
+    model, weights = build_backbone(
+        cfg.backbone.name,
+        cfg.backbone.weights,
+        weights_path=cfg.backbone.weights_path,
+        weights_url=cfg.backbone.weights_url,
+        allow_download=cfg.backbone.allow_download,
+        seed=cfg.backbone.seed,
+    )
+    store = open_or_create_store(store_path, samples, cfg, weights, str(samples_path))
+    n_var = len(VARIANTS)
+    status = store.rows()["status"].to_numpy()
+    pending_rows = np.flatnonzero(status == "pending")
+    start_video = int(pending_rows[0]) // n_var if pending_rows.size else samples.height
+    report = ExtractReport(store=str(store_path), n_videos=samples.height, n_skipped=start_video)
+    if start_video == samples.height:
+        return report
+
+    run = _Runner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or cfg.extract.device), cfg.extract.amp, cfg.extract.dtype)
+    array_keys = [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs]
+    writer = RowWriter(store, array_keys, start_row=start_video * n_var)
+    todo = samples.slice(start_video)
+    loader = DataLoader(
+        VideoClips(todo["path"].to_list(), cfg),
+        batch_size=1,
+        shuffle=False,
+        num_workers=cfg.extract.num_workers,
+        collate_fn=_first,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=False,
+    )
+    video_ids = todo["video_id"].to_list()
+    bar = tqdm(total=todo.height * n_var, unit="clip", disable=not progress, desc="extract", smoothing=0.1)
+    started = time.perf_counter()
+    waiting: list[dict] = []
+
+    def run_batch() -> None:
+        ready = [item for item in waiting if item["clips"] is not None]
+        outputs = {scale: run(torch.cat([item["clips"][scale] for item in ready])) for scale in cfg.clip.scales} if ready else {}
+        offset = 0
+        for item in waiting:
+            row = (start_video + item["index"]) * n_var
+            if item["clips"] is None:
+                writer.add(row, n_var, None, item["reason"])
+                report.n_failed += 1
+                report.failures.append((video_ids[item["index"]], item["reason"]))
+            else:
+                values = {(scale, name): arr[offset : offset + n_var] for scale, named in outputs.items() for name, arr in named.items()}
+                values.update({(scale, "handcrafted"): stats for scale, stats in item["handcrafted"].items()})
+                writer.add(row, n_var, values)
+                offset += n_var
+                report.n_done += 1
+                report.clips += n_var
+            bar.update(n_var)
+        waiting.clear()
+
+    try:
+        n_clips = 0
+        for item in loader:
+            waiting.append(item)
+            n_clips += n_var if item["clips"] is not None else 0
+            if n_clips >= cfg.extract.batch_size:
+                run_batch()
+                n_clips = 0
+        if waiting:
+            run_batch()
+        writer.close()
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - started
+    return report
