@@ -1,0 +1,256 @@
+"""vidstore: a video feature store with lightweight heads, for telling real videos from fake.
+
+    python cli.py demo                                   # the whole job on built-in data
+    python cli.py demo-data OUT [--videos N] [--seed S]  # make the built-in dataset
+    python cli.py index SOURCE... --out samples.parquet [--videos DIR]
+    python cli.py extract --samples samples.parquet --store features/NAME.zarr [--config configs/X.yaml]
+    python cli.py store info STORE [--json]
+    python cli.py train gbm --store STORE [--folds 5] [--seed 0] [--out runs]
+
+Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
+``configs/default.yaml`` lists them all. Commands are thin: the work lives in extract/,
+store/ and heads/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from configs import Config, ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n")[0])
+store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
+app.add_typer(store_app, name="store")
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over configs/default.yaml")
+SET_OPTION = typer.Option([], "--set", help="override one key, e.g. --set clip.frames=8 (repeatable)")
+
+
+def _config(path: Optional[Path], overrides: list[str], extra: list[str] = ()) -> Config:
+    return load_config(path, list(overrides) + list(extra))
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Argument(..., help="folder to write the videos and labels.csv into"),
+    videos: Optional[int] = typer.Option(None, help="number of published videos (default: demo.videos)"),
+    seed: Optional[int] = typer.Option(None, help="random seed; the same seed gives the same dataset"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+) -> None:
+    """Make the built-in labelled demo dataset (procedural real scenes and manipulated fakes)."""
+    extra = [f"demo.{k}={v}" for k, v in {"videos": videos, "seed": seed}.items() if v is not None]
+    d = _config(config, overrides, extra).demo
+    labels = _make_demo_data(out, d)
+    typer.echo(f"wrote {d.videos} videos and {labels}")
+
+
+def _make_demo_data(out: Path, d) -> Path:
+    from extract.demo_data import make_demo_dataset
+
+    return make_demo_dataset(out, n_videos=d.videos, seed=d.seed, width=d.width, height=d.height, n_frames=d.n_frames, fps=d.fps, progress=True)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="folder for the dataset, samples, store and runs"),
+    config: Optional[Path] = typer.Option(Path("configs/demo.yaml"), "--config", "-c"),
+    overrides: list[str] = SET_OPTION,
+) -> None:
+    """The whole job on the built-in dataset: demo-data -> index -> extract -> train gbm."""
+    from extract.job import StoreMismatch, run_extract
+    from extract.sources import build_index, write_index
+    from heads.runs import format_comparison, format_summary
+    from heads.train import train_head
+
+    cfg = _config(config, overrides, [f"train.out={out / 'runs'}"])
+    started = time.perf_counter()
+    data_dir, samples, store = out / "data", out / "samples.parquet", out / "features.zarr"
+
+    typer.echo(f"[1/4] demo dataset -> {data_dir}")
+    d = cfg.demo
+    marker = data_dir / "demo.json"
+    wanted = {"seed": d.seed, "n_videos": d.videos, "width": d.width, "height": d.height, "n_frames": d.n_frames, "fps": d.fps}
+    if marker.is_file() and {k: json.loads(marker.read_text()).get(k) for k in wanted} == wanted:
+        typer.echo("      already there (same parameters), reused")
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+        _make_demo_data(data_dir, d)
+
+    typer.echo(f"[2/4] index -> {samples}")
+    table, summary = build_index([data_dir])
+    write_index(table, samples)
+    for line in summary.lines():
+        typer.echo("      " + line)
+
+    typer.echo(f"[3/4] extract -> {store}")
+    try:
+        report = run_extract(samples, store, cfg)
+    except StoreMismatch as err:
+        typer.echo(f"      {err}; the demo store is rebuilt")
+        shutil.rmtree(store)
+        report = run_extract(samples, store, cfg)
+    _print_extract_report(report)
+
+    features = "+".join(cfg.train.features)
+    typer.echo(f"[4/4] train gbm on {features} (grouped stratified {cfg.train.folds}-fold), then the other feature sets")
+    run_dir, result = train_head("gbm", store, cfg)
+    others = []
+    for feature_set in cfg.demo.also_train:
+        other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"features": feature_set})})
+        others.append(train_head("gbm", store, other)[1])
+    typer.echo(format_summary(result))
+    typer.echo("")
+    typer.echo(format_comparison([result, *others]))
+    if cfg.backbone.weights == "random":
+        typer.echo("(backbone weights are random here: embeddings mean little; use backbone.weights=kinetics400 on real data)")
+    typer.echo(f"\ndone in {time.perf_counter() - started:.0f} s")
+    typer.echo(f"  dataset  {data_dir}\n  samples  {samples}\n  store    {store}  (python cli.py store info {store})\n  runs     {run_dir.parent}")
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+
+@app.command()
+def index(
+    sources: list[Path] = typer.Argument(..., help="dataset folder, labels CSV, or FVC metadata CSV(s)"),
+    out: Path = typer.Option(..., "--out", "-o", help="samples table to write (parquet)"),
+    videos: Optional[Path] = typer.Option(None, help="folder of downloaded videos (FVC metadata only)"),
+) -> None:
+    """Index labelled videos into a samples table, probing every file."""
+    from extract.sources import build_index, write_index
+
+    table, summary = build_index(sources, videos_dir=videos, progress=True)
+    write_index(table, out)
+    for line in summary.lines():
+        typer.echo(line)
+    failed = table.filter(table["status"] == "failed")
+    for row in failed.head(5).iter_rows(named=True):
+        typer.echo(f"  failed: {row['path']}: {row['reason']}")
+    typer.echo(f"wrote {out}")
+
+
+def _print_extract_report(report) -> None:
+    if report.clips == 0 and report.n_failed == 0:
+        typer.echo(f"      nothing to do: all {report.n_skipped} videos already in {report.store}")
+        return
+    typer.echo(
+        f"      {report.n_done} videos extracted, {report.n_failed} failed, {report.n_skipped} already done; "
+        f"{report.clips} clips in {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s)"
+    )
+    for video_id, reason in report.failures[:5]:
+        typer.echo(f"      failed: {video_id}: {reason}")
+
+
+@app.command()
+def extract(
+    samples: Path = typer.Option(..., help="samples table from `index`"),
+    store: Path = typer.Option(..., help="feature store to create or continue (Zarr)"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: extract.device)"),
+) -> None:
+    """Run the backbone over every indexed video and fill the feature store."""
+    from extract.job import run_extract
+
+    extra = [f"extract.device={device}"] if device else []
+    cfg = _config(config, overrides, extra)
+    report = run_extract(samples, store, cfg)
+    _print_extract_report(report)
+
+
+@store_app.command("info")
+def store_info(
+    path: Path = typer.Argument(..., help="feature store"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Rows, arrays (shape, chunks, codec, size on disk, compression) and provenance."""
+    from store import FeatureStore
+
+    info = FeatureStore.open(path).info()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    typer.echo(f"store {info['path']}: {info['n_rows']} rows ({', '.join(f'{k} {v}' for k, v in info['rows_by_status'].items())})")
+    for a in info["arrays"]:
+        ratio = f"{a['compression_ratio']:.2f}x" if a["compression_ratio"] else "n/a"
+        typer.echo(
+            f"  {a['path']:<18} {str(tuple(a['shape'])):<26} {a['dtype']:<8} chunks {str(tuple(a['chunks'])):<24} "
+            f"{a['compressor']:<30} {a['stored_bytes'] / 2**20:8.2f} MiB  ratio {ratio}"
+        )
+    p = info["provenance"]
+    weights = p.get("backbone", {}).get("weights", {})
+    typer.echo(f"  backbone {p.get('backbone', {}).get('name')} weights {weights.get('source')} ({weights.get('origin')}, sha256 {str(weights.get('sha256'))[:12]})")
+    typer.echo(f"  preprocessing {json.dumps(p.get('preprocessing', {}).get('clip'))} hash {p.get('preprocessing_hash')}")
+    typer.echo(f"  schema v{p.get('schema_version')}, code {p.get('code_version')}, created {p.get('created_at')}")
+
+
+@app.command()
+def train(
+    head: str = typer.Argument(..., help="head to train: gbm"),
+    store: Path = typer.Option(..., help="feature store"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    scale: Optional[int] = typer.Option(None, help="store scale to read (default: the largest)"),
+    folds: Optional[int] = typer.Option(None, help="number of folds (default: train.folds)"),
+    seed: Optional[int] = typer.Option(None, help="split and model seed (default: train.seed)"),
+    out: Optional[Path] = typer.Option(None, help="runs folder (default: train.out)"),
+    split: str = typer.Option("grouped", help="grouped (honest) or naive (row-level, leaks: for comparison only)"),
+) -> None:
+    """Cross-validate a head on the store and write runs/<run-id>/."""
+    from heads.runs import format_summary
+    from heads.train import train_head
+
+    extra = [f"train.{k}={v}" for k, v in {"scale": scale, "folds": folds, "seed": seed, "out": out}.items() if v is not None]
+    cfg = _config(config, overrides, extra)
+    run_dir, summary = train_head(head, store, cfg, split=split)
+    typer.echo(format_summary(summary))
+    typer.echo(f"wrote {run_dir}")
+
+
+# Errors a user can cause, printed as one line instead of a traceback. Checked by module
+# name: an error class can only have been raised if its module was imported, so the
+# check never imports torch just to print a message.
+USER_ERRORS = {
+    "configs.schema": "ConfigError",
+    "extract.sources": "SourceError",
+    "extract.job": "ExtractError",
+    "store.feature_store": "StoreError",
+    "features.backbone": "WeightsError",
+    "heads.train": "HeadError",
+    "heads.features_table": "HeadDataError",
+    "heads.splits": "SplitError",
+}
+
+
+def is_user_error(err: BaseException) -> bool:
+    for module, name in USER_ERRORS.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(err, getattr(loaded, name)):
+            return True
+    return False
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as err:
+        if is_user_error(err):
+            typer.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
