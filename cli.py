@@ -68,6 +68,7 @@ def demo(
     overrides: list[str] = SET_OPTION,
 ) -> None:
     """The whole job on the built-in dataset: demo-data -> index -> extract -> train gbm."""
+    from extract.demo_data import GENERATOR_VERSION
     from extract.job import StoreMismatch, run_extract
     from extract.sources import build_index, write_index
     from heads.runs import format_comparison, format_summary
@@ -80,7 +81,10 @@ def demo(
     typer.echo(f"[1/4] demo dataset -> {data_dir}")
     d = cfg.demo
     marker = data_dir / "demo.json"
-    wanted = {"seed": d.seed, "n_videos": d.videos, "width": d.width, "height": d.height, "n_frames": d.n_frames, "fps": d.fps}
+    wanted = {
+        "generator_version": GENERATOR_VERSION, "seed": d.seed, "n_videos": d.videos,
+        "width": d.width, "height": d.height, "n_frames": d.n_frames, "fps": d.fps,
+    }
     if marker.is_file() and {k: json.loads(marker.read_text()).get(k) for k in wanted} == wanted:
         typer.echo("      already there (same parameters), reused")
     else:

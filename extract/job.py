@@ -212,9 +212,12 @@ class VideoClips(Dataset):
         clip_cfg = self.cfg.clip
         try:
             decoded = decode_clip(self.paths[index], clip_cfg.frames, clip_cfg.size)
+            scaled = make_scaled_clips(decoded.frames, decoded.box, clip_cfg, self.cfg.features.handcrafted)
         except VideoError as err:
             return {"index": index, "clips": None, "handcrafted": None, "reason": str(err)}
-        scaled = make_scaled_clips(decoded.frames, decoded.box, clip_cfg, self.cfg.features.handcrafted)
+        except Exception as err:  # one odd video must not stop a job over thousands
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            return {"index": index, "clips": None, "handcrafted": None, "reason": reason}
         # one variant for now: clips (V, 3, T, s, s), handcrafted (V, F)
         clips = {s: c.clip.unsqueeze(0) for s, c in scaled.items()}
         stats = {s: c.handcrafted.unsqueeze(0).numpy() for s, c in scaled.items() if c.handcrafted is not None}

@@ -109,11 +109,11 @@ def test_naive_split_is_labelled_and_leaks(job, tmp_path):
         (["extract", "--samples", "nowhere.parquet", "--store", "x.zarr"], "samples table not found"),
         (["extract", "--samples", "x.parquet", "--store", "x.zarr", "--set", "clip.framez=3"], "unknown config key 'clip.framez'"),
         (["index", "nowhere", "--out", "x.parquet"], "source not found: nowhere"),
-        (["extract", "--samples", "x", "--store", "y", "-c", "configs/missing.yaml"], "config file not found"),
+        (["extract", "--samples", "x", "--store", "y", "-c", "missing.yaml"], "config file not found: missing.yaml"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, tmp_path):
-    proc = run_cli(*args, cwd=tmp_path, check=False) if args[0] != "extract" or "-c" not in args else run_cli(*args, check=False)
+    proc = run_cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and needle in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -31,6 +31,11 @@ def fake_values(n: int, seed: int = 0) -> dict:
     }
 
 
+def write_rows(writer: RowWriter, truth: dict, rows: range) -> None:
+    for row in rows:
+        writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+
+
 def test_round_trip_with_a_failed_row(tmp_path):
     store = make_store(tmp_path / "s.zarr")
     # chunks of about 20 KiB: 20 embedding rows, 5 layer4 rows
@@ -63,13 +68,11 @@ def test_rows_are_marked_done_only_after_all_their_chunks_are_written(tmp_path):
     store = make_store(tmp_path / "s.zarr")
     truth = fake_values(23)
     writer = RowWriter(store, list(truth))
-    for row in range(12):
-        writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+    write_rows(writer, truth, range(12))
     # layer4 chunks (5 rows) are written up to row 10, but the embedding chunk (20 rows) is not
     assert (store.rows()["status"] == "done").sum() == 0
     assert store.array(32, "layer4").nchunks_initialized == 2
-    for row in range(12, 21):
-        writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+    write_rows(writer, truth, range(12, 21))
     assert (store.rows()["status"] == "done").sum() == 20
     writer.close()
     assert (store.rows()["status"] == "done").sum() == 21
@@ -79,12 +82,10 @@ def test_resume_keeps_rows_already_written(tmp_path):
     store = make_store(tmp_path / "s.zarr")
     truth = fake_values(23)
     first = RowWriter(store, list(truth))
-    for row in range(12):
-        first.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+    write_rows(first, truth, range(12))
     first.close()  # as a finished partial run: rows 0..11 done
     second = RowWriter(FeatureStore.open(tmp_path / "s.zarr", mode="r+"), list(truth), start_row=12)
-    for row in range(12, 23):
-        second.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+    write_rows(second, truth, range(12, 23))
     second.close()
     again = FeatureStore.open(tmp_path / "s.zarr")
     assert (again.rows()["status"] == "done").all()
@@ -102,8 +103,7 @@ def test_info_reports_sizes_and_provenance(tmp_path):
     store = make_store(tmp_path / "s.zarr")
     truth = {k: np.zeros_like(v) for k, v in fake_values(23).items()}  # zeros compress well
     writer = RowWriter(store, list(truth))
-    for row in range(23):
-        writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+    write_rows(writer, truth, range(23))
     writer.close()
     info = store.info()
     assert info["rows_by_status"] == {"pending": 0, "done": 23, "failed": 0}
