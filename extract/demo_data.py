@@ -694,3 +694,30 @@ def make_demo_dataset(out_dir: str | Path, n_videos: int = 120, seed: int = 0, *
             "width": width, "height": height, "n_frames": n_frames, "fps": fps}
     (out_dir / "demo.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return labels_csv
+
+
+def write_long_video(path: str | Path, seconds: float, fps: int, width: int, height: int) -> int:
+    """A long test video, cheap to make: a checkerboard with a moving bright block, built
+    straight in YUV and encoded with x264's fastest preset. Returns the frame count.
+
+    For measuring memory and decoding work on long, high-resolution input (what a demo
+    scene is too small to show), not for training.
+    """
+    n = int(round(seconds * fps))
+    yy, xx = np.mgrid[0:height, 0:width]
+    luma = ((xx // 40 + yy // 40) % 2 * 120 + 60).astype(np.uint8)
+    chroma = np.full((height // 2, width), 128, np.uint8)
+    cycle = []
+    for i in range(50):
+        y = luma.copy()
+        x0 = (i * width // 50) % (width - width // 10)
+        y[height // 3 : height // 2, x0 : x0 + width // 10] = 255
+        cycle.append(np.concatenate([y, chroma]))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "28", "g": str(10 * fps)}
+        for i in range(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(cycle[i % 50], format="yuv420p")))
+        container.mux(stream.encode(None))
+    return n

@@ -143,23 +143,59 @@ def place_in_canvas(content: np.ndarray, size: int, box: LetterboxBox) -> np.nda
 class DecodedClip:
     """T letterboxed frames of one video and what the sampling found."""
 
-    frames: np.ndarray  # (T, S, S, 3) uint8
+    frames: np.ndarray  # (T, S, S, 3) uint8, upright (rotation metadata applied)
     box: LetterboxBox
-    source_indices: np.ndarray  # decode-order index of the frame used for each sample
-    n_decoded: int  # frames decoded to get there
+    source_times: np.ndarray  # presentation time (s) of the frame used for each sample
+    n_decoded: int  # frames decoded to get there (all variants and scales come from these)
+    n_seeks: int  # keyframe seeks made
+    rotation: int  # degrees counter-clockwise applied for display (0, 90, 180, 270)
+    duration: float  # seconds, from the packets (metadata only where packets lack timestamps)
 
     @property
     def n_unique(self) -> int:
-        return int(len(np.unique(self.source_indices)))
+        """Distinct source frames among the samples (< T for videos shorter than T frames)."""
+        return int(len(np.unique(self.source_times)))
+
+
+@dataclass(frozen=True)
+class _PacketIndex:
+    keyframes: np.ndarray  # presentation times (s) of keyframes, ascending
+    end: float  # end of the last packet (s): the duration actually in the file
+
+    def keyframe_before(self, t: float) -> float:
+        """The last keyframe at or before ``t`` (the first keyframe if none is)."""
+        if self.keyframes.size == 0:
+            return 0.0
+        i = int(np.searchsorted(self.keyframes, t, side="right")) - 1
+        return float(self.keyframes[max(i, 0)])
+
+
+def _index_packets(container, stream, origin: int) -> _PacketIndex:
+    """Keyframe times and the end time from the packets alone (no decoding: cheap)."""
+    tb = stream.time_base
+    keyframes, end = [], float("nan")
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        t = float((packet.pts - origin) * tb)
+        if packet.is_keyframe:
+            keyframes.append(t)
+        tail = t + float((packet.duration or 0) * tb)
+        end = tail if not math.isfinite(end) else max(end, tail)
+    return _PacketIndex(keyframes=np.array(sorted(keyframes)), end=end)
 
 
 def decode_clip(path: str | Path, n_samples: int, size: int) -> DecodedClip:
     """Decode ``n_samples`` frames sampled uniformly by timestamp, letterboxed to size×size.
 
-    Each sample takes the frame on screen at its timestamp (the last frame whose
-    presentation time is <= the sample time). Decoding stops after the frame that covers
-    the last sample. A video with fewer frames than samples repeats frames (recorded in
-    ``source_indices``). Raises VideoError with the reason when decoding fails.
+    The file is opened once. Its packets are indexed first (keyframe times and the real
+    duration, whatever the header claims). Each sample takes the frame on screen at its
+    timestamp (the last frame whose presentation time is <= the sample time). When the
+    keyframe that precedes the next sample lies beyond the last decoded frame, the decoder
+    seeks to it instead of decoding the gap; otherwise it decodes straight on. Decoding
+    stops at the last sample. A video with fewer frames than samples repeats frames (the
+    rule everywhere; ``n_unique`` records it). Rotation metadata is applied. Raises
+    VideoError with the reason when the file cannot be decoded.
     """
     try:
         with av.open(str(path)) as container:
@@ -167,80 +203,90 @@ def decode_clip(path: str | Path, n_samples: int, size: int) -> DecodedClip:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            duration = _stream_duration(container, stream)
+            origin = stream.start_time or 0
+            index = _index_packets(container, stream, origin)
+            duration = index.end if math.isfinite(index.end) and index.end > 0 else _stream_duration(container, stream)
             if not math.isfinite(duration) or duration <= 0:
-                duration = _duration_by_demux(path)
-            targets = sample_times(duration, n_samples)
-            return _decode_at(container, stream, targets, size)
+                raise VideoError("cannot determine the video's duration")
+            return _decode_at(container, stream, index, sample_times(duration, n_samples), size, duration)
     except VideoError:
         raise
     except Exception as err:
         raise VideoError(_reason(err)) from None
 
 
-def _duration_by_demux(path: str | Path) -> float:
-    """Duration from packet timestamps, for containers that do not state one."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        start, end = None, None
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            t0 = packet.pts
-            t1 = packet.pts + (packet.duration or 0)
-            start = t0 if start is None else min(start, t0)
-            end = t1 if end is None else max(end, t1)
-        if start is None or end is None or end <= start:
-            raise VideoError("cannot determine the video's duration")
-        return float((end - start) * stream.time_base)
-
-
-def _frame_time(frame: av.VideoFrame, origin: Fraction, time_base: Fraction | None, index: int, fps: float) -> float:
+def _frame_time(frame: av.VideoFrame, origin: int, time_base: Fraction | None, fallback: float) -> float:
     if frame.pts is not None and time_base is not None:
         return float((frame.pts - origin) * time_base)
-    return index / fps
+    return fallback
 
 
-def _decode_at(container, stream, targets: np.ndarray, size: int) -> DecodedClip:
+def _upright(frame: av.VideoFrame, box: LetterboxBox, quarter_turns: int) -> np.ndarray:
+    """The frame resized into the letterbox box and turned upright, as RGB uint8."""
+    # swscale's area filter resizes straight from YUV: anti-aliased, no full-size RGB copy
+    stored_w, stored_h = (box.height, box.width) if quarter_turns % 2 else (box.width, box.height)
+    rgb = frame.reformat(width=stored_w, height=stored_h, format="rgb24", interpolation="AREA").to_ndarray()
+    return np.rot90(rgb, k=quarter_turns) if quarter_turns else rgb
+
+
+def _decode_at(container, stream, index: _PacketIndex, targets: np.ndarray, size: int, duration: float) -> DecodedClip:
     n_samples = len(targets)
     time_base = stream.time_base
     origin = stream.start_time or 0
     rate = stream.average_rate or stream.guessed_rate
-    fps = float(rate) if rate else 25.0
+    step = 1.0 / float(rate) if rate else 0.04
     frames = np.zeros((n_samples, size, size, 3), dtype=np.uint8)
-    source = np.full(n_samples, -1, dtype=np.int64)
-    box: LetterboxBox | None = None
+    source = np.full(n_samples, np.nan)
+    geometry: tuple[LetterboxBox, int] | None = None
+    n_decoded = n_seeks = 0
 
-    def take(frame: av.VideoFrame, frame_index: int, sample: int) -> None:
-        nonlocal box
-        if box is None:
-            box = letterbox_geometry(frame.height, frame.width, size)
-        if sample > 0 and source[sample - 1] == frame_index:
+    def take(held: tuple[av.VideoFrame, float], sample: int) -> None:
+        nonlocal geometry
+        frame, t = held
+        if geometry is None:
+            quarter_turns = int(round((frame.rotation or 0) / 90)) % 4
+            h, w = (frame.width, frame.height) if quarter_turns % 2 else (frame.height, frame.width)
+            geometry = (letterbox_geometry(h, w, size), quarter_turns)
+        box, turns = geometry
+        if sample > 0 and source[sample - 1] == t:
             frames[sample] = frames[sample - 1]
         else:
-            # swscale's area filter resizes straight from YUV: anti-aliased, no full-size RGB copy
-            rgb = frame.reformat(width=box.width, height=box.height, format="rgb24", interpolation="AREA")
-            frames[sample] = place_in_canvas(rgb.to_ndarray(), size, box)
-        source[sample] = frame_index
+            frames[sample] = place_in_canvas(_upright(frame, box, turns), size, box)
+        source[sample] = t
 
     nxt = 0
-    previous: tuple[av.VideoFrame, int] | None = None
-    index = -1
-    for index, frame in enumerate(container.decode(stream)):
-        t = _frame_time(frame, origin, time_base, index, fps)
-        while nxt < n_samples and targets[nxt] < t:
-            # the sample time falls before this frame: the previous frame was on screen
-            held, held_index = previous if previous is not None else (frame, index)
-            take(held, held_index, nxt)
-            nxt += 1
-        if nxt == n_samples:
-            break
-        previous = (frame, index)
-    if previous is None:
-        raise VideoError("no decodable video frames")
-    held, held_index = previous
-    while nxt < n_samples:  # samples after the last decoded frame's start: it stays on screen
-        take(held, held_index, nxt)
-        nxt += 1
-    assert box is not None
-    return DecodedClip(frames=frames, box=box, source_indices=source, n_decoded=index + 1)
+    previous: tuple[av.VideoFrame, float] | None = None
+    last_time = -math.inf
+    while nxt < n_samples:
+        keyframe = index.keyframe_before(targets[nxt])
+        if previous is None or keyframe > last_time:
+            # the frames between here and that keyframe are not needed: jump over them
+            container.seek(origin + round(keyframe / time_base), stream=stream, backward=True, any_frame=False)
+            n_seeks += 1
+            previous = None
+        for frame in container.decode(stream):
+            n_decoded += 1
+            t = _frame_time(frame, origin, time_base, last_time + step if math.isfinite(last_time) else 0.0)
+            while nxt < n_samples and targets[nxt] < t:
+                # the sample time falls before this frame: the previous frame was on screen
+                take(previous if previous is not None else (frame, t), nxt)
+                nxt += 1
+            previous, last_time = (frame, t), t
+            if nxt == n_samples or index.keyframe_before(targets[nxt]) > t:
+                break
+        else:  # end of stream: the last frame stays on screen
+            if previous is None:
+                raise VideoError("no decodable video frames")
+            while nxt < n_samples:
+                take(previous, nxt)
+                nxt += 1
+    assert geometry is not None
+    return DecodedClip(
+        frames=frames,
+        box=geometry[0],
+        source_times=source,
+        n_decoded=n_decoded,
+        n_seeks=n_seeks,
+        rotation=geometry[1] * 90,
+        duration=duration,
+    )

@@ -14,23 +14,49 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 SHARED_FVC = ROOT.parent / "shared" / "data" / "fvc"
 
-# Small clips keep the backbone fast on a CPU: T=4 frames at 32 px, a 16 px downscale.
-TINY = ["clip.frames=4", "clip.scales=[32,16]", "extract.batch_size=8", "extract.num_workers=0"]
+# Small clips keep the backbone fast on a CPU: T=4 frames at 32 px, a 16 px downscale, one
+# augmented variant per video.
+TINY = ["clip.frames=4", "clip.scales=[32,16]", "augment.variants=1", "extract.batch_size=8", "extract.num_workers=0"]
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 24, crf: int = 18) -> Path:
-    """Encode uint8 RGB frames (n, H, W, 3) as H.264 mp4 with PyAV."""
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: int = 24,
+    crf: int = 18,
+    *,
+    pts_ms: list[int] | None = None,
+    gop: int | None = None,
+    rotation: int = 0,
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Encode uint8 RGB frames (n, H, W, 3) as H.264 with PyAV (container from the suffix).
+
+    ``pts_ms`` gives each frame's presentation time in milliseconds (variable frame
+    rate); ``gop`` the keyframe interval; ``rotation`` the display rotation metadata
+    (degrees counter-clockwise).
+    """
+    from fractions import Fraction
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        stream.pix_fmt = pix_fmt
+        options = {"crf": str(crf), "preset": "ultrafast"}
+        if gop:
+            options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
+        stream.options = options
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if pts_ms is not None:
+                picture.pts, picture.time_base = pts_ms[i], Fraction(1, 1000)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
     return path
 
 

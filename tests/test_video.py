@@ -48,28 +48,82 @@ def test_place_in_canvas_pads_black():
     assert (canvas[4:28] == 200).all()
 
 
+def indices_of(clip, fps: float) -> list[int]:
+    return np.round(clip.source_times * fps).astype(int).tolist()
+
+
 def test_decode_picks_the_uniformly_sampled_frames(tmp_path):
     n = 40
     path = write_video(tmp_path / "coded.mp4", index_coded_frames(n), fps=20)
     clip = decode_clip(path, 8, 32)
     assert clip.frames.shape == (8, 32, 32, 3)
     expected = sample_frame_indices(n, 8)
-    assert clip.source_indices.tolist() == expected.tolist()
+    assert indices_of(clip, 20) == expected.tolist()
     box = clip.box
     seen = [decode_level_to_index(float(f[box.top : box.top + box.height].mean()), n) for f in clip.frames]
     assert seen == expected.tolist()
     # letterbox bars of a 4:3 video stay black
     assert clip.frames[:, : box.top].max() == 0 and clip.frames[:, box.top + box.height :].max() == 0
-    # decoding stopped soon after the last sample instead of reading the whole file
-    assert clip.n_decoded <= expected[-1] + 2
+    assert clip.n_decoded <= n and clip.duration == pytest.approx(2.0)
+
+
+def test_decode_seeks_over_gaps_between_keyframes(tmp_path):
+    # 46 frames at 10 fps, a keyframe every 5 frames: 4 samples need 4 short runs
+    path = write_video(tmp_path / "gop.mp4", index_coded_frames(46), fps=10, gop=5)
+    clip = decode_clip(path, 4, 32)
+    assert indices_of(clip, 10) == sample_frame_indices(46, 4).tolist() == [5, 17, 28, 40]
+    # from each sample's keyframe to one frame past it: 2 + 4 + 5 + 2 frames
+    assert clip.n_seeks == 4 and clip.n_decoded == 13
+    seen = [decode_level_to_index(float(f[clip.box.top : clip.box.top + clip.box.height].mean()), 46) for f in clip.frames]
+    assert seen == [5, 17, 28, 40]
+
+
+def test_decode_goes_straight_on_when_samples_are_close(tmp_path):
+    path = write_video(tmp_path / "dense.mp4", index_coded_frames(40), fps=10, gop=20)
+    clip = decode_clip(path, 16, 32)
+    assert indices_of(clip, 10) == sample_frame_indices(40, 16).tolist()
+    assert clip.n_seeks == 2  # to the start, then to the second keyframe; never backwards
+    assert clip.n_decoded <= 40
+
+
+def test_decode_variable_frame_rate_by_timestamp(tmp_path):
+    pts = [0, 40, 80, 200, 240, 500, 540, 580, 900, 940]  # ms, irregular
+    path = write_video(tmp_path / "vfr.mp4", index_coded_frames(10), pts_ms=pts)
+    clip = decode_clip(path, 5, 32)
+    # duration 0.98 s (last frame 0.94 s + its 1/24 s); samples at 0.098, 0.294, 0.490, 0.687, 0.883 s
+    assert clip.source_times.tolist() == pytest.approx([0.08, 0.24, 0.24, 0.58, 0.58])
+    assert clip.n_unique == 3
 
 
 def test_decode_short_video_repeats_frames(tmp_path):
     path = write_video(tmp_path / "short.mp4", index_coded_frames(3), fps=10)
     clip = decode_clip(path, 8, 32)
-    assert clip.source_indices.tolist() == sample_frame_indices(3, 8).tolist()
+    assert indices_of(clip, 10) == sample_frame_indices(3, 8).tolist()
     assert clip.n_unique == 3
     assert np.array_equal(clip.frames[0], clip.frames[1])
+
+
+def test_decode_honours_rotation_metadata(tmp_path):
+    frames = np.zeros((6, 48, 64, 3), dtype=np.uint8)
+    frames[:, :12, :16] = 255  # a white mark at the top-left of a landscape frame
+    plain = decode_clip(write_video(tmp_path / "plain.mp4", frames), 2, 32)
+    turned = decode_clip(write_video(tmp_path / "turned.mp4", frames, rotation=90), 2, 32)
+    assert plain.rotation == 0 and turned.rotation == 90
+    assert (plain.box.height, plain.box.width) == (24, 32)
+    assert (turned.box.height, turned.box.width) == (32, 24)  # displayed as portrait
+    # turned 90 degrees counter-clockwise, the top-left mark is now at the bottom-left
+    b = turned.box
+    content = turned.frames[0, b.top : b.top + b.height, b.left : b.left + b.width].mean(axis=2)
+    assert content[-6:, :4].mean() > 200 and content[:6, :4].mean() < 50
+
+
+def test_decode_container_without_frame_count_and_odd_size(tmp_path):
+    mkv = write_video(tmp_path / "v.mkv", index_coded_frames(20), fps=10)
+    assert probe_video(mkv)["n_frames"] == 20  # estimated from duration x fps
+    assert indices_of(decode_clip(mkv, 4, 32), 10) == sample_frame_indices(20, 4).tolist()
+    odd = write_video(tmp_path / "odd.mp4", index_coded_frames(10, 47, 63), pix_fmt="yuv444p")
+    clip = decode_clip(odd, 4, 32)
+    assert clip.box == letterbox_geometry(47, 63, 32)
 
 
 def test_probe_made_video(tmp_path):
@@ -87,7 +141,7 @@ def test_probe_and_decode_real_videos(shared_videos):
         assert info["codec"] == "h264" and info["has_audio"] is True
         assert info["width"] >= 320 and info["n_frames"] > 100
         clip = decode_clip(path, 8, 64)
-        assert clip.source_indices.tolist() == sample_frame_indices(info["n_frames"], 8).tolist()
+        assert clip.n_unique == 8 and clip.n_decoded < info["n_frames"] / 2
         assert clip.frames[:, clip.box.top : clip.box.top + clip.box.height].mean() > 5
 
 
@@ -98,3 +152,30 @@ def test_corrupt_files_raise_video_error(corrupt_files, kind):
     assert str(err.value) and "\n" not in str(err.value)
     with pytest.raises(VideoError):
         decode_clip(corrupt_files[kind], 4, 32)
+
+
+def test_corrupt_middle_is_a_decode_error(tmp_path):
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "v.mp4", rng.integers(0, 255, (60, 96, 128, 3), dtype=np.uint8), fps=10, gop=10)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = rng.integers(0, 255, 4000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    assert probe_video(path)["n_frames"] == 60  # the header is intact
+    with pytest.raises(VideoError) as err:
+        decode_clip(path, 8, 32)
+    assert "\n" not in str(err.value)
+
+
+def test_real_video_samples_match_a_full_decode(shared_videos):
+    import av
+
+    path = shared_videos[0]
+    clip = decode_clip(path, 16, 64)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = np.array([float((f.pts - (stream.start_time or 0)) * stream.time_base) for f in container.decode(stream)])
+    wanted = sample_times(clip.duration, 16)
+    expected = times[np.searchsorted(times, wanted, side="right") - 1]
+    assert clip.source_times.tolist() == pytest.approx(expected.tolist())
+    assert clip.n_decoded < len(times) / 2  # seeking skipped most of the file
