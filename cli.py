@@ -4,6 +4,7 @@
     python cli.py demo-data OUT [--videos N] [--seed S]  # make the built-in dataset
     python cli.py index SOURCE... --out samples.parquet [--videos DIR]
     python cli.py extract --samples samples.parquet --store features/NAME.zarr [--config configs/X.yaml]
+    python cli.py clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
     python cli.py store info STORE [--json]
     python cli.py train gbm --store STORE [--folds 5] [--seed 0] [--out runs]
 
@@ -172,6 +173,29 @@ def extract(
     cfg = _config(config, overrides, extra)
     report = run_extract(samples, store, cfg)
     _print_extract_report(report)
+
+
+@app.command()
+def clips(
+    video: Path = typer.Argument(..., help="a video file"),
+    out: Path = typer.Option(Path("clips"), help="folder for the PNG and JSON"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    video_id: Optional[str] = typer.Option(None, help="the id the variants are seeded with (default: the file name's stem)"),
+    variants: Optional[int] = typer.Option(None, help="augmented variants to show (default: augment.variants)"),
+) -> None:
+    """Write a contact sheet of a video's clips: rows = variants, columns = sampled frames."""
+    from extract.contact_sheet import write_contact_sheet
+    from extract.sources import SourceError
+    from extract.video import VideoError
+
+    extra = [f"augment.variants={variants}"] if variants is not None else []
+    cfg = _config(config, overrides, extra)
+    try:
+        png, params = write_contact_sheet(video, cfg, out, video_id=video_id)
+    except VideoError as err:
+        raise SourceError(f"cannot read {video}: {err}") from None
+    typer.echo(f"wrote {png} and {params}")
 
 
 @store_app.command("info")

@@ -18,6 +18,12 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 TAP_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4", "pool")
+# Kept in step with extract/augment.py (a test checks it); listed here so that configs
+# stay importable without torch.
+AUGMENT_OPS = (
+    "drop", "duplicate", "reverse", "speed",
+    "rotate", "hflip", "color", "hue", "noise", "blur", "affine", "cutout", "elastic", "jpeg", "rescale",
+)
 
 
 class ConfigError(ValueError):
@@ -76,6 +82,43 @@ class BackboneConfig(_Strict):
         if not taps:
             raise ValueError("needs at least one tap")
         return sorted(set(taps), key=TAP_NAMES.index)
+
+
+class AugmentConfig(_Strict):
+    """Augmented variants per video: how many, and which augmentations each one draws."""
+
+    variants: int = Field(10, ge=0, le=255, description="K: augmented variants per video besides the original")
+    seed: int = Field(0, description="global seed; a variant is seeded by (seed, video_id, variant)")
+    spatial: tuple[int, int] = Field((1, 2), description="min and max spatial augmentations per variant")
+    temporal: tuple[int, int] = Field((0, 1), description="min and max temporal augmentations per variant")
+    ops: list[str] = Field(default_factory=lambda: list(AUGMENT_OPS), description="augmentations to draw from")
+    explicit: list[list[str]] = Field(
+        default_factory=list, description="optional: variant k uses explicit[(k-1) % len] instead of drawing ops"
+    )
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, ops: list[str]) -> list[str]:
+        unknown = [o for o in ops if o not in AUGMENT_OPS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENT_OPS)}")
+        return ops
+
+    @field_validator("explicit")
+    @classmethod
+    def _known_explicit(cls, explicit: list[list[str]]) -> list[list[str]]:
+        for ops in explicit:
+            cls._known_ops(ops)
+            if len(set(ops)) != len(ops):
+                raise ValueError(f"an augmentation appears twice in {ops}")
+        return explicit
+
+    @field_validator("spatial", "temporal")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError(f"must be [min, max] with 0 <= min <= max, got {list(value)}")
+        return value
 
 
 class FeaturesConfig(_Strict):
@@ -154,6 +197,7 @@ class DemoConfig(_Strict):
 
 class Config(_Strict):
     clip: ClipConfig = Field(default_factory=ClipConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
