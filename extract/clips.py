@@ -1,8 +1,10 @@
-"""From decoded frames to what is computed: scales, normalisation, handcrafted statistics.
+"""From one decoded clip to everything computed from it: variants, scales, statistics.
 
-The decoded clip is letterboxed to the first (largest) scale; every other scale is a
-downscale of it (area averaging by default, which is anti-aliased), so all scales show the
-same pixels. Variants (augmentations) will be made here too, from the same frames.
+The decoded clip is letterboxed to the first (largest) scale. Variant 0 is that clip;
+variants 1..K are augmentations of its content (the letterbox bars stay black), drawn
+from (seed, video_id, variant). Every variant then exists at every scale: the other scales
+are downscales of the letterboxed variant (area averaging by default, anti-aliased), so
+all scales show the same pixels. Nothing is decoded twice and nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from configs import ClipConfig
+from configs import AugmentConfig, ClipConfig
+from extract.augment import Params, apply_variant, draw_variant, variant_rng
 from extract.video import LetterboxBox, scale_box
 from features.handcrafted import content_crop, handcrafted_features
 
@@ -55,4 +58,28 @@ def make_scaled_clips(frames: np.ndarray, box: LetterboxBox, clip: ClipConfig, h
             b = scale_box(box, clip.size, scale)
             stats = handcrafted_features(content_crop(pixels, b.top, b.left, b.height, b.width))
         out[scale] = ScaledClip(clip=normalise(pixels, clip.mean, clip.std), handcrafted=stats)
+    return out
+
+
+def variant_ops(augment: AugmentConfig, video_id: str, n_frames: int) -> list[list[Params]]:
+    """The ops and parameters of variants 0..K of one video (variant 0: none)."""
+    plans: list[list[Params]] = [[]]
+    for k in range(1, augment.variants + 1):
+        explicit = augment.explicit[(k - 1) % len(augment.explicit)] if augment.explicit else None
+        plans.append(
+            draw_variant(
+                variant_rng(augment.seed, video_id, k), n_frames,
+                spatial=augment.spatial, temporal=augment.temporal, ops=augment.ops, explicit=explicit,
+            )
+        )
+    return plans
+
+
+def make_variant(frames: np.ndarray, box: LetterboxBox, ops: list[Params]) -> np.ndarray:
+    """A letterboxed clip (T, S, S, 3) with ``ops`` applied to its content only."""
+    if not ops:
+        return frames
+    out = frames.copy()
+    rows, cols = slice(box.top, box.top + box.height), slice(box.left, box.left + box.width)
+    out[:, rows, cols] = apply_variant(frames[:, rows, cols], ops)
     return out

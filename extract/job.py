@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import subprocess
 import time
@@ -24,14 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs import Config, config_hash
-from extract.clips import make_scaled_clips
-from extract.video import VideoError, decode_clip
+from extract.augment import AUGMENT_VERSION, one_thread
+from extract.clips import make_scaled_clips, make_variant, variant_ops
+from extract.video import DecodedClip, VideoError, decode_clip
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from store import ArraySpec, FeatureStore, RowWriter, StoreError
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
-VARIANTS = ("original",)  # augmented variants come with the clip pipeline's augmentations
 
 
 class ExtractError(Exception):
@@ -87,15 +88,22 @@ def read_samples(path: str | Path) -> pl.DataFrame:
     return usable
 
 
-def row_table(samples: pl.DataFrame) -> pl.DataFrame:
-    """One row per (video, variant), the variants of a video contiguous."""
-    n_var = len(VARIANTS)
+def row_table(samples: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """One row per (video, variant), the K + 1 variants of a video contiguous, each with its
+    augmentation ops and parameters (JSON): they depend only on (seed, video_id, variant)."""
+    n_var = cfg.augment.variants + 1
+    ops = [
+        json.dumps(plan)
+        for video_id in samples["video_id"].to_list()
+        for plan in variant_ops(cfg.augment, video_id, cfg.clip.frames)
+    ]
     return pl.DataFrame(
         {
             "video_id": np.repeat(samples["video_id"].to_numpy(), n_var),
             "group": np.repeat(samples["group"].cast(pl.String).to_numpy(), n_var),
             "label": np.repeat(samples["label"].to_numpy(), n_var).astype(np.int8),
             "variant": np.tile(np.arange(n_var, dtype=np.int16), samples.height),
+            "augment": ops,
         }
     )
 
@@ -104,10 +112,10 @@ def preprocessing_record(cfg: Config, weights: WeightsInfo) -> dict:
     """Everything that decides the stored values; a store holds one such record."""
     return {
         "clip": cfg.clip.model_dump(mode="json"),
+        "augment": {**cfg.augment.model_dump(mode="json"), "version": AUGMENT_VERSION},
         "backbone": {"name": cfg.backbone.name, "weights": weights.source, "weights_sha256": weights.sha256},
         "taps": list(cfg.backbone.taps),
         "handcrafted": HANDCRAFTED_VERSION if cfg.features.handcrafted else None,
-        "variants": list(VARIANTS),
         "dtype": cfg.extract.dtype,
     }
 
@@ -166,7 +174,7 @@ def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
 def open_or_create_store(store_path: str | Path, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo, samples_path: str) -> FeatureStore:
     """A new store, or the existing one when it was made from the same config and videos."""
     record = preprocessing_record(cfg, weights)
-    rows = row_table(samples)
+    rows = row_table(samples, cfg)
     if Path(store_path).exists():
         store = FeatureStore.open(store_path, mode="r+")
         differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
@@ -199,29 +207,52 @@ def open_or_create_store(store_path: str | Path, samples: pl.DataFrame, cfg: Con
 
 
 class VideoClips(Dataset):
-    """Item i: the clips of video i at every scale, or the reason it could not be read."""
+    """Item i: every variant of video i at every scale, from one decode, or the reason it
+    could not be read."""
 
-    def __init__(self, paths: list[str], cfg: Config):
+    def __init__(self, paths: list[str], video_ids: list[str], cfg: Config):
         self.paths = paths
+        self.video_ids = video_ids
         self.cfg = cfg
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        clip_cfg = self.cfg.clip
         try:
-            decoded = decode_clip(self.paths[index], clip_cfg.frames, clip_cfg.size)
-            scaled = make_scaled_clips(decoded.frames, decoded.box, clip_cfg, self.cfg.features.handcrafted)
+            return {"index": index, "reason": "", **clips_of_video(self.paths[index], self.video_ids[index], self.cfg)}
         except VideoError as err:
-            return {"index": index, "clips": None, "handcrafted": None, "reason": str(err)}
+            return {"index": index, "clips": None, "reason": str(err)}
         except Exception as err:  # one odd video must not stop a job over thousands
             reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
-            return {"index": index, "clips": None, "handcrafted": None, "reason": reason}
-        # one variant for now: clips (V, 3, T, s, s), handcrafted (V, F)
-        clips = {s: c.clip.unsqueeze(0) for s, c in scaled.items()}
-        stats = {s: c.handcrafted.unsqueeze(0).numpy() for s, c in scaled.items() if c.handcrafted is not None}
-        return {"index": index, "clips": clips, "handcrafted": stats, "reason": ""}
+            return {"index": index, "clips": None, "reason": reason}
+
+
+def clips_of_video(path: str, video_id: str, cfg: Config) -> dict:
+    """Decode once; make variants 0..K; each at every scale. Clips (V, 3, T, s, s) and
+    handcrafted statistics (V, F) per scale, plus what the decoder did."""
+    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
+    with one_thread():  # the same bytes in a worker (one thread) and in the main process
+        return _variants_at_scales(decoded, video_id, cfg)
+
+
+def _variants_at_scales(decoded: DecodedClip, video_id: str, cfg: Config) -> dict:
+    plans = variant_ops(cfg.augment, video_id, cfg.clip.frames)
+    n_var, frames = len(plans), cfg.clip.frames
+    # filled in place: peak memory is one copy of the outputs plus one variant in flight
+    clips = {s: torch.empty((n_var, 3, frames, s, s), dtype=torch.float32) for s in cfg.clip.scales}
+    stats = {s: np.empty((n_var, len(HANDCRAFTED_NAMES)), dtype=np.float32) for s in cfg.clip.scales}
+    for k, ops in enumerate(plans):
+        variant = make_variant(decoded.frames, decoded.box, ops)
+        for scale, scaled in make_scaled_clips(variant, decoded.box, cfg.clip, cfg.features.handcrafted).items():
+            clips[scale][k] = scaled.clip
+            if scaled.handcrafted is not None:
+                stats[scale][k] = scaled.handcrafted.numpy()
+    return {
+        "clips": clips,
+        "handcrafted": stats if cfg.features.handcrafted else {},
+        "results": {"frames_decoded": decoded.n_decoded, "frames_unique": decoded.n_unique},
+    }
 
 
 def _first(batch: list[dict]) -> dict:
@@ -267,7 +298,7 @@ def run_extract(
         seed=cfg.backbone.seed,
     )
     store = open_or_create_store(store_path, samples, cfg, weights, str(samples_path))
-    n_var = len(VARIANTS)
+    n_var = cfg.augment.variants + 1
     status = store.rows()["status"].to_numpy()
     pending_rows = np.flatnonzero(status == "pending")
     start_video = int(pending_rows[0]) // n_var if pending_rows.size else samples.height
@@ -280,7 +311,7 @@ def run_extract(
     writer = RowWriter(store, array_keys, start_row=start_video * n_var)
     todo = samples.slice(start_video)
     loader = DataLoader(
-        VideoClips(todo["path"].to_list(), cfg),
+        VideoClips(todo["path"].to_list(), todo["video_id"].to_list(), cfg),
         batch_size=1,
         shuffle=False,
         num_workers=cfg.extract.num_workers,
@@ -306,7 +337,7 @@ def run_extract(
             else:
                 values = {(scale, name): arr[offset : offset + n_var] for scale, named in outputs.items() for name, arr in named.items()}
                 values.update({(scale, "handcrafted"): stats for scale, stats in item["handcrafted"].items()})
-                writer.add(row, n_var, values)
+                writer.add(row, n_var, values, results=item["results"])
                 offset += n_var
                 report.n_done += 1
                 report.clips += n_var

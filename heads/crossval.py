@@ -4,6 +4,8 @@ A head supplies ``fit_predict(train_rows, val_rows, labels) -> scores``. This mo
 the folds (grouped and stratified, or the naive row-level split that exists only to show
 leakage), audits them, trains on every row of the training folds (augmented variants
 included) and scores the validation fold on original clips only, averaged per video.
+When the store has augmented variants, scores averaged over all of a validation video's
+variants (test-time augmentation) are reported beside, never instead.
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ SPLITS = ("grouped", "naive")
 
 @dataclass
 class CrossValResult:
-    oof: pl.DataFrame  # one row per video: video_id, group, fold, label, score
+    oof: pl.DataFrame  # one row per video: video_id, group, fold, label, score (and score_tta)
     per_fold: list[dict[str, float]]
     metrics: dict[str, dict]
     pooled: dict[str, float]
     audit: dict
     fold_sizes: list[dict[str, int]]
+    tta: dict | None = None  # the same metrics with scores averaged over every variant
+
+
+def _per_video(rows: pl.DataFrame, index: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
+    """Clip scores -> one score per video (the mean over its clips)."""
+    clips = pl.DataFrame(
+        {"video_id": rows["video_id"].to_numpy()[index], "group": rows["group"].to_numpy()[index], "label": labels[index], "score": scores}
+    )
+    return clips.group_by("video_id", maintain_order=True).agg(pl.col("group").first(), pl.col("label").first(), pl.col("score").mean())
 
 
 def assign_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int, split: str) -> np.ndarray:
@@ -66,25 +77,39 @@ def cross_validate(
     audit = audit_folds(folds, rows["video_id"].to_numpy(), groups)
     is_original = rows["variant"].to_numpy() == 0
 
-    oof_parts, per_fold, sizes = [], [], []
+    has_variants = bool((~is_original).any())
+
+    oof_parts, per_fold, sizes, tta_per_fold = [], [], [], []
     for fold in range(n_folds):
         train = np.flatnonzero(folds != fold)
-        val = np.flatnonzero((folds == fold) & is_original)
-        if val.size == 0:
+        val = np.flatnonzero(folds == fold)
+        original = is_original[val]
+        if not original.any():
             continue
-        scores = fit_predict(train, val, labels)
-        clip_scores = pl.DataFrame(
-            {"video_id": rows["video_id"].to_numpy()[val], "group": groups[val], "label": labels[val], "score": scores}
-        )
-        videos = clip_scores.group_by("video_id", maintain_order=True).agg(
-            pl.col("group").first(), pl.col("label").first(), pl.col("score").mean()
-        ).with_columns(pl.lit(fold).alias("fold"))
+        # the model sees every variant of the validation videos only to report test-time
+        # averaging separately; the headline metrics use the original clips alone
+        scores = fit_predict(train, val if has_variants else val[original], labels)
+        videos = _per_video(rows, val[original], labels, scores[original] if has_variants else scores)
+        if has_variants:
+            averaged = _per_video(rows, val, labels, scores).rename({"score": "score_tta"})
+            videos = videos.join(averaged.select("video_id", "score_tta"), on="video_id", how="left")
+            tta_per_fold.append(binary_metrics(videos["label"].to_numpy(), videos["score_tta"].to_numpy(), threshold))
+        videos = videos.with_columns(pl.lit(fold).alias("fold"))
         fold_metrics = binary_metrics(videos["label"].to_numpy(), videos["score"].to_numpy(), threshold)
         per_fold.append(fold_metrics)
         sizes.append({"fold": fold, "train_rows": int(train.size), "val_videos": videos.height, "val_fake": int(videos["label"].sum())})
         oof_parts.append(videos)
         if on_fold is not None:
             on_fold(fold, fold_metrics)
-    oof = pl.concat(oof_parts).select("video_id", "group", "fold", "label", "score")
+    columns = ["video_id", "group", "fold", "label", "score"] + (["score_tta"] if has_variants else [])
+    oof = pl.concat(oof_parts).select(columns)
     pooled = binary_metrics(oof["label"].to_numpy(), oof["score"].to_numpy(), threshold)
-    return CrossValResult(oof=oof, per_fold=per_fold, metrics=summarise_folds(per_fold), pooled=pooled, audit=audit, fold_sizes=sizes)
+    tta = None
+    if has_variants:
+        tta = {
+            "metrics": summarise_folds(tta_per_fold),
+            "pooled": binary_metrics(oof["label"].to_numpy(), oof["score_tta"].to_numpy(), threshold),
+        }
+    return CrossValResult(
+        oof=oof, per_fold=per_fold, metrics=summarise_folds(per_fold), pooled=pooled, audit=audit, fold_sizes=sizes, tta=tta
+    )

@@ -55,6 +55,14 @@ def format_summary(summary: dict) -> str:
         mean_std = f"{cell(m['mean'])} ± {cell(m['std'])}"
         folds = " ".join(f"{cell(v):>7}" for v in m["per_fold"])
         lines.append(f"{name:<10} {mean_std:>15}  {folds} {cell(summary['pooled'][name]):>7}")
+    tta = summary.get("tta")
+    if tta:
+        auc = tta["metrics"]["roc_auc"]
+        lines.append(
+            f"{'tta auc':<10} {cell(auc['mean']) + ' ± ' + cell(auc['std']):>15}  "
+            + " ".join(f"{cell(v):>7}" for v in auc["per_fold"])
+            + f" {cell(tta['pooled']['roc_auc']):>7}   (scores averaged over {summary['n_variants']} variants; reported apart)"
+        )
     audit = summary["split_audit"]
     lines.append(
         f"split: {summary['split']} {summary['n_folds']}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
@@ -69,12 +77,13 @@ def format_summary(summary: dict) -> str:
 
 def format_comparison(summaries: list[dict]) -> str:
     """One line per run: head, features, split, ROC-AUC mean ± std and pooled, F1, run id."""
-    head = f"{'head':<6} {'features':<24} {'split':<8} {'roc_auc mean ± std':>19} {'pooled':>7} {'f1':>6}  run"
+    head = f"{'head':<6} {'features':<24} {'split':<8} {'roc_auc mean ± std':>19} {'pooled':>7} {'tta':>6} {'f1':>6}  run"
     lines = [head, "-" * len(head)]
     for s in summaries:
         auc = s["metrics"]["roc_auc"]
+        tta = f"{s['tta']['pooled']['roc_auc']:>6.3f}" if s.get("tta") else f"{'-':>6}"
         lines.append(
             f"{s['head']:<6} {'+'.join(s['features']):<24} {s['split']:<8} "
-            f"{auc['mean']:>11.3f} ± {auc['std']:.3f} {s['pooled']['roc_auc']:>7.3f} {s['metrics']['f1']['mean']:>6.3f}  {s['run_id']}"
+            f"{auc['mean']:>11.3f} ± {auc['std']:.3f} {s['pooled']['roc_auc']:>7.3f} {tta} {s['metrics']['f1']['mean']:>6.3f}  {s['run_id']}"
         )
     return "\n".join(lines)

@@ -30,6 +30,9 @@ def grouped_stratified_folds(labels: np.ndarray, groups: np.ndarray, n_folds: in
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise SplitError(f"only one class ({classes.tolist()}) among the videos; cannot train a classifier")
+    if counts.min() < n_folds:
+        rare = classes[np.argmin(counts)]
+        raise SplitError(f"label {rare} has only {counts.min()} videos; {n_folds} stratified folds need at least {n_folds}")
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = np.full(len(labels), -1, dtype=np.int64)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):

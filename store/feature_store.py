@@ -5,7 +5,8 @@ Layout::
     STORE/                      group; attributes hold the provenance (schema version,
                                 backbone, weights hash, preprocessing config and hash, ...)
       rows/                     the row table, one 1-D array per column:
-        video_id, group, reason (string), label (int8), variant (int16), status (int8)
+        video_id, group, augment, reason (string), label, variant, status,
+        frames_decoded, frames_unique (integers); see ROW_COLUMNS
       s112/                     one subgroup per clip scale, same row axis:
         embedding  (N, 512)             float16
         layer4     (N, 512, t, h, w)    float16
@@ -31,7 +32,23 @@ from zarr.codecs import BloscCodec
 SCHEMA_VERSION = 1
 STATUS_CODES = {"pending": 0, "done": 1, "failed": 2}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
-ROW_COLUMNS = {"video_id": str, "group": str, "label": np.int8, "variant": np.int16, "status": np.int8, "reason": str}
+# The row table. Given at creation: video_id, group, label, variant, augment (the variant's
+# ops and parameters as JSON; "[]" for the original). Written with the done mark: status,
+# reason, frames_decoded (frames the decoder produced for the whole video, all variants
+# and scales together) and frames_unique (distinct source frames among the T samples).
+ROW_COLUMNS = {
+    "video_id": str,
+    "group": str,
+    "label": np.int8,
+    "variant": np.int16,
+    "augment": str,
+    "status": np.int8,
+    "reason": str,
+    "frames_decoded": np.int32,
+    "frames_unique": np.int16,
+}
+GIVEN_COLUMNS = ("video_id", "group", "label", "variant", "augment")
+RESULT_COLUMNS = ("frames_decoded", "frames_unique")
 
 
 class StoreError(Exception):
@@ -100,12 +117,14 @@ class FeatureStore:
         table = group.create_group("rows")
         table_chunk = max(1, min(n_rows, 65536))
         for name, dtype in ROW_COLUMNS.items():
-            if name == "status":
-                values = np.zeros(n_rows, dtype=np.int8)
-            elif name == "reason":
+            if name in GIVEN_COLUMNS and name in rows.columns:
+                values = rows[name].to_numpy().astype(dtype)
+            elif name == "augment":
+                values = np.array(["[]"] * n_rows, dtype=str)
+            elif dtype is str:
                 values = np.array([""] * n_rows, dtype=str)
             else:
-                values = rows[name].to_numpy().astype(dtype)
+                values = np.zeros(n_rows, dtype=dtype)
             fill: Any = "" if dtype is str else 0
             column = table.create_array(name, shape=(n_rows,), chunks=(table_chunk,), dtype=dtype, fill_value=fill)
             column[:] = values
@@ -178,9 +197,7 @@ class FeatureStore:
         data = {name: table[name][:] for name in ROW_COLUMNS}
         frame = pl.DataFrame({"row": np.arange(self.n_rows, dtype=np.int64), **{k: np.asarray(v) for k, v in data.items()}})
         return frame.with_columns(
-            pl.col("video_id").cast(pl.String),
-            pl.col("group").cast(pl.String),
-            pl.col("reason").cast(pl.String),
+            *(pl.col(name).cast(pl.String) for name, dtype in ROW_COLUMNS.items() if dtype is str),
             pl.col("status").replace_strict(STATUS_NAMES, return_dtype=pl.String),
         )
 
@@ -203,11 +220,16 @@ class FeatureStore:
         array = self.array(scale, name)
         array[start : start + len(data)] = data.astype(array.dtype, copy=False)
 
-    def set_status(self, start: int, stop: int, status: np.ndarray, reasons: list[str]) -> None:
-        """Mark rows [start, stop) pending/done/failed; called after their data is written."""
+    def set_status(
+        self, start: int, stop: int, status: np.ndarray, reasons: list[str], results: dict[str, np.ndarray] | None = None
+    ) -> None:
+        """Mark rows [start, stop) pending/done/failed, with their RESULT_COLUMNS; called
+        after their data is written."""
         table = self.group["rows"]
-        table["status"][start:stop] = status.astype(np.int8)
+        for name, values in (results or {}).items():
+            table[name][start:stop] = values.astype(ROW_COLUMNS[name])
         table["reason"][start:stop] = np.array(reasons, dtype=str)
+        table["status"][start:stop] = status.astype(np.int8)  # last: the mark that makes the rest count
 
     # -- describing ---------------------------------------------------------------------------
 

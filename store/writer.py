@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from store.feature_store import STATUS_CODES, FeatureStore
+from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore
 
 
 class _ChunkBuffer:
@@ -65,9 +65,18 @@ class RowWriter:
         self.marked_upto = start_row
         self._status: list[int] = []
         self._reasons: list[str] = []
+        self._results: dict[str, list[int]] = {name: [] for name in RESULT_COLUMNS}
 
-    def add(self, row: int, count: int, values: dict[tuple[int, str], np.ndarray] | None, reason: str = "") -> None:
-        """Rows [row, row + count) of one video; ``values`` None records a failure with ``reason``."""
+    def add(
+        self,
+        row: int,
+        count: int,
+        values: dict[tuple[int, str], np.ndarray] | None,
+        reason: str = "",
+        results: dict[str, int] | None = None,
+    ) -> None:
+        """Rows [row, row + count) of one video; ``values`` None records a failure with
+        ``reason``. ``results`` fills RESULT_COLUMNS (the same for all the rows)."""
         if row != self.next_row:
             raise ValueError(f"rows must arrive in order: expected {self.next_row}, got {row}")
         for buffer in self.buffers:
@@ -77,6 +86,8 @@ class RowWriter:
         code = STATUS_CODES["done"] if values is not None else STATUS_CODES["failed"]
         self._status.extend([code] * count)
         self._reasons.extend([reason] * count)
+        for name, column in self._results.items():
+            column.extend([(results or {}).get(name, 0)] * count)
         self._mark(min(b.flushed_upto for b in self.buffers))
 
     def close(self) -> None:
@@ -89,6 +100,9 @@ class RowWriter:
         if upto <= self.marked_upto:
             return
         k = upto - self.marked_upto
-        self.store.set_status(self.marked_upto, upto, np.array(self._status[:k]), self._reasons[:k])
+        results = {name: np.array(column[:k]) for name, column in self._results.items()}
+        self.store.set_status(self.marked_upto, upto, np.array(self._status[:k]), self._reasons[:k], results)
         del self._status[:k], self._reasons[:k]
+        for column in self._results.values():
+            del column[:k]
         self.marked_upto = upto

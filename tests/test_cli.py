@@ -36,18 +36,19 @@ def job(tmp_path_factory):
 
 
 def test_extract_records_the_broken_video_and_fills_the_rest(job):
-    assert "63 videos extracted, 1 failed" in job["extract"].stdout
+    assert "63 videos extracted, 1 failed" in job["extract"].stdout and "126 clips" in job["extract"].stdout
     info = json.loads(run_cli("store", "info", str(job["store"]), "--json").stdout)
-    assert info["n_rows"] == 64 and info["rows_by_status"] == {"pending": 0, "done": 63, "failed": 1}
+    # 64 videos x 2 variants (the original and one augmentation)
+    assert info["n_rows"] == 128 and info["rows_by_status"] == {"pending": 0, "done": 126, "failed": 2}
     paths = {a["path"]: a for a in info["arrays"]}
     assert set(paths) == {f"s{s}/{n}" for s in (32, 16) for n in ("embedding", "layer4", "handcrafted")}
-    assert paths["s32/embedding"]["shape"] == [64, 512] and paths["s32/layer4"]["shape"] == [64, 512, 1, 2, 2]
+    assert paths["s32/embedding"]["shape"] == [128, 512] and paths["s32/layer4"]["shape"] == [128, 512, 1, 2, 2]
     assert paths["s32/embedding"]["dtype"] == "float16" and "zstd" in paths["s32/embedding"]["compressor"]
     prov = info["provenance"]
     assert prov["backbone"]["weights"]["source"] == "random" and len(prov["backbone"]["weights"]["sha256"]) == 64
     assert prov["preprocessing"]["clip"]["frames"] == 4 and prov["preprocessing_hash"]
     text = run_cli("store", "info", str(job["store"])).stdout
-    assert "done 63" in text and "s32/layer4" in text and "ratio" in text
+    assert "done 126" in text and "s32/layer4" in text and "ratio" in text
 
 
 def test_rerun_extract_does_nothing(job):
@@ -72,7 +73,8 @@ def test_train_writes_the_run_folder(job):
     for name in ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall"):
         assert len(summary["metrics"][name]["per_fold"]) == 5 and summary["metrics"][name]["mean"] is not None
     oof = pl.read_parquet(run_dir / "oof.parquet")
-    assert oof.columns == ["video_id", "group", "fold", "label", "score"]
+    assert oof.columns == ["video_id", "group", "fold", "label", "score", "score_tta"]
+    assert summary["n_variants"] == 2 and summary["tta"]["pooled"]["roc_auc"] is not None
     assert oof.height == 63 and oof["video_id"].n_unique() == 63  # the broken video is not scored
     per_group = oof.group_by("group").agg(pl.col("fold").n_unique())
     assert (per_group["fold"] == 1).all()

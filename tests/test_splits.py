@@ -63,6 +63,8 @@ def test_naive_split_leaks_groups():
 def test_split_errors():
     with pytest.raises(SplitError, match="groups cannot fill"):
         grouped_stratified_folds(np.array([0, 1, 0]), np.array(["a", "b", "c"]), 5)
+    with pytest.raises(SplitError, match="label 1 has only 2 videos"):
+        grouped_stratified_folds(np.array([0, 0, 0, 1, 1, 0]), np.arange(6).astype(str), 3)
     with pytest.raises(SplitError, match="one class"):
         grouped_stratified_folds(np.zeros(10), np.arange(10).astype(str), 5)
 
