@@ -52,6 +52,7 @@ class ExtractReport:
     n_skipped: int = 0
     clips: int = 0
     seconds: float = 0.0
+    backbone_seconds: float = 0.0  # of ``seconds``, the time spent in the backbone forward
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -260,23 +261,31 @@ def _first(batch: list[dict]) -> dict:
 
 
 class _Runner:
-    """Runs the backbone taps on batches of clips, on the chosen device, returning numpy."""
+    """Runs the backbone taps on clips, at most ``batch_size`` per forward, on the chosen
+    device, returning numpy arrays in the stored dtype."""
 
-    def __init__(self, taps: BackboneTaps, device: torch.device, amp: bool, dtype: str):
+    def __init__(self, taps: BackboneTaps, device: torch.device, amp: bool, dtype: str, batch_size: int):
         self.taps = taps.to(device)
         self.device = device
         self.amp = amp and device.type == "cuda"
         self.dtype = np.dtype(dtype)
+        self.batch_size = batch_size
+        self.seconds = 0.0  # wall time inside the backbone, transfers included
 
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor) -> dict[str, np.ndarray]:
-        clips = clips.to(self.device, non_blocking=True)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            outputs = self.taps(clips)
-        return {
-            ("embedding" if name == "pool" else name): value.float().cpu().numpy().astype(self.dtype)
-            for name, value in outputs.items()
-        }
+        started = time.perf_counter()
+        parts: dict[str, list[np.ndarray]] = {}
+        n_batches = -(-len(clips) // self.batch_size)  # near-equal batches, none above batch_size
+        for batch in clips.tensor_split(n_batches):
+            batch = batch.to(self.device, non_blocking=True)
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                outputs = self.taps(batch)
+            for name, value in outputs.items():
+                key = "embedding" if name == "pool" else name
+                parts.setdefault(key, []).append(value.float().cpu().numpy().astype(self.dtype))
+        self.seconds += time.perf_counter() - started  # .cpu() waited for the device
+        return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def run_extract(
@@ -306,7 +315,13 @@ def run_extract(
     if start_video == samples.height:
         return report
 
-    run = _Runner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or cfg.extract.device), cfg.extract.amp, cfg.extract.dtype)
+    run = _Runner(
+        BackboneTaps(model, cfg.backbone.taps),
+        pick_device(device or cfg.extract.device),
+        cfg.extract.amp,
+        cfg.extract.dtype,
+        cfg.extract.batch_size,
+    )
     array_keys = [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs]
     writer = RowWriter(store, array_keys, start_row=start_video * n_var)
     todo = samples.slice(start_video)
@@ -358,4 +373,5 @@ def run_extract(
     finally:
         bar.close()
     report.seconds = time.perf_counter() - started
+    report.backbone_seconds = run.seconds
     return report

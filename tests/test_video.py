@@ -118,7 +118,11 @@ def test_decode_honours_rotation_metadata(tmp_path):
 
 
 def test_decode_container_without_frame_count_and_odd_size(tmp_path):
+    import av
+
     mkv = write_video(tmp_path / "v.mkv", index_coded_frames(20), fps=10)
+    with av.open(str(mkv)) as container:
+        assert container.streams.video[0].frames == 0  # Matroska states no frame count
     assert probe_video(mkv)["n_frames"] == 20  # estimated from duration x fps
     assert indices_of(decode_clip(mkv, 4, 32), 10) == sample_frame_indices(20, 4).tolist()
     odd = write_video(tmp_path / "odd.mp4", index_coded_frames(10, 47, 63), pix_fmt="yuv444p")
@@ -179,3 +183,13 @@ def test_real_video_samples_match_a_full_decode(shared_videos):
     expected = times[np.searchsorted(times, wanted, side="right") - 1]
     assert clip.source_times.tolist() == pytest.approx(expected.tolist())
     assert clip.n_decoded < len(times) / 2  # seeking skipped most of the file
+
+
+def test_decode_4k_video(tmp_path):
+    frames = np.zeros((4, 2160, 3840, 3), dtype=np.uint8)
+    frames[:, :1080] = 200  # top half bright
+    clip = decode_clip(write_video(tmp_path / "uhd.mp4", frames, fps=4), 4, 64)
+    assert clip.box == letterbox_geometry(2160, 3840, 64)
+    b = clip.box
+    content = clip.frames[:, b.top : b.top + b.height, b.left : b.left + b.width]
+    assert content[:, : b.height // 2 - 1].mean() > 190 and content[:, b.height // 2 + 1 :].mean() < 10
