@@ -1,23 +1,34 @@
-"""The Zarr v3 feature store: layout, provenance, in-order chunk writer, readers."""
+"""The Zarr v3 feature store: layout, provenance, shard writer, bounded-memory reader, validation."""
 
 from store.feature_store import (
+    GIVEN_COLUMNS,
+    RESULT_COLUMNS,
     SCHEMA_VERSION,
     STATUS_CODES,
     ArraySpec,
     FeatureStore,
     StoreError,
-    rows_per_chunk,
     scale_key,
 )
-from store.writer import RowWriter
+from store.layout import ShardLayout, owned_shards
+from store.reader import Batch, StoreReader
+from store.validate import ValidationReport, validate_store
+from store.writer import ShardWriter
 
 __all__ = [
+    "GIVEN_COLUMNS",
+    "RESULT_COLUMNS",
     "SCHEMA_VERSION",
     "STATUS_CODES",
     "ArraySpec",
+    "Batch",
     "FeatureStore",
-    "RowWriter",
+    "ShardLayout",
+    "ShardWriter",
     "StoreError",
-    "rows_per_chunk",
+    "StoreReader",
+    "ValidationReport",
+    "owned_shards",
     "scale_key",
+    "validate_store",
 ]

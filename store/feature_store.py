@@ -1,54 +1,53 @@
-"""The feature store: one Zarr v3 group per extraction.
+"""The feature store: one Zarr v3 group per extraction, on a local disk or any fsspec URL.
 
 Layout::
 
-    STORE/                      group; attributes hold the provenance (schema version,
-                                backbone, weights hash, preprocessing config and hash, ...)
-      rows/                     the row table, one 1-D array per column:
-        video_id, group, augment, reason (string), label, variant, status,
-        frames_decoded, frames_unique (integers); see ROW_COLUMNS
-      s112/                     one subgroup per clip scale, same row axis:
-        embedding  (N, 512)             float16
-        layer4     (N, 512, t, h, w)    float16
+    STORE/                      group; attributes: schema version, the shard layout, the
+                                expected arrays, and the provenance (backbone, weights
+                                hash, preprocessing config and hash, package versions, ...)
+      rows/                     the row table's given columns, one 1-D array each:
+        video_id, group, augment (string), label (int8), variant (int16)
+      s112/                     one subgroup per clip scale, the same row axis:
+        embedding  (N, 512)               float16
+        layer4     (N, 512, t, h, w)      float16
+        handcrafted (N, F)                float32, names in the array's feature_names
       s56/ ...
+      done/<shard>.json         the done marker of a shard, written last by its writer:
+                                per row status, reason, frames_decoded, frames_unique
 
-A row is one clip variant of one video; the rows of a video are contiguous. Arrays are
-created at their final row count, chunked along rows only, and start as NaN: a row's data
-counts only once its status is ``done``, which the writer sets after the data is written.
+Arrays are created at their final row count, sharded so that a shard holds whole videos
+(see layout.py) and chunked inside shards, compressed (Blosc) and checksummed (crc32c).
+Rows start as NaN and count only once their shard's marker exists: a killed writer leaves
+no half-written shard counted as done, and a restart recomputes exactly the shards
+without a marker. Each writer owns whole shards and their markers, so many writers share
+one store without touching the same file.
 """
 
 from __future__ import annotations
 
-import math
+import datetime as dt
+import json
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
+import fsspec
 import numpy as np
 import polars as pl
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
-SCHEMA_VERSION = 1
+from store.layout import ShardLayout
+
+SCHEMA_VERSION = 2
 STATUS_CODES = {"pending": 0, "done": 1, "failed": 2}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
-# The row table. Given at creation: video_id, group, label, variant, augment (the variant's
-# ops and parameters as JSON; "[]" for the original). Written with the done mark: status,
-# reason, frames_decoded (frames the decoder produced for the whole video, all variants
-# and scales together) and frames_unique (distinct source frames among the T samples).
-ROW_COLUMNS = {
-    "video_id": str,
-    "group": str,
-    "label": np.int8,
-    "variant": np.int16,
-    "augment": str,
-    "status": np.int8,
-    "reason": str,
-    "frames_decoded": np.int32,
-    "frames_unique": np.int16,
-}
-GIVEN_COLUMNS = ("video_id", "group", "label", "variant", "augment")
-RESULT_COLUMNS = ("frames_decoded", "frames_unique")
+# Given when rows are created (in rows/); the rest come with each shard's done marker.
+GIVEN_COLUMNS = {"video_id": str, "group": str, "label": np.int8, "variant": np.int16, "augment": str}
+# frames_decoded: frames the decoder produced for the whole video (all its variants and
+# scales together); frames_unique: distinct source frames among the T samples.
+RESULT_COLUMNS = {"frames_decoded": np.int32, "frames_unique": np.int16}
+ROW_COLUMNS = {**GIVEN_COLUMNS, "status": np.int8, "reason": str, **RESULT_COLUMNS}
 
 
 class StoreError(Exception):
@@ -67,91 +66,148 @@ class ArraySpec:
     row_shape: tuple[int, ...]
     dtype: str = "float16"
     attrs: dict[str, Any] = field(default_factory=dict)  # e.g. feature_names of a vector array
+    allow_nan: bool = False  # NaN is a value here (a statistic that could not be measured)
 
     @property
     def row_nbytes(self) -> int:
         return int(np.prod(self.row_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
-def rows_per_chunk(row_nbytes: int, chunk_mb: float, n_rows: int) -> int:
-    """Rows in one chunk so that it holds about ``chunk_mb`` MiB uncompressed."""
-    return int(max(1, min(n_rows, math.floor(chunk_mb * 2**20 / max(row_nbytes, 1)))))
+def codecs(codec: str = "zstd", level: int = 3, shuffle: str = "shuffle") -> list:
+    """Blosc (unless ``none``) then a crc32c checksum, so a damaged chunk is an error, not data."""
+    out: list = [] if codec == "none" else [BloscCodec(cname=codec, clevel=level, shuffle=shuffle)]
+    return out + [Crc32cCodec()]
 
 
-def blosc_codec(codec: str, level: int, shuffle: str) -> BloscCodec | None:
-    if codec == "none":
-        return None
-    return BloscCodec(cname=codec, clevel=level, shuffle=shuffle)
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class FeatureStore:
-    """Open with :meth:`open` or make with :meth:`create`; read rows and arrays, write blocks."""
+    """Make one with :meth:`create`, open one with :meth:`open`; paths or fsspec URLs."""
 
     def __init__(self, group: zarr.Group, path: str):
         self.group = group
         self.path = path
+        self.fs, self.root = fsspec.core.url_to_fs(path)
 
-    # -- creating and opening -------------------------------------------------------------
+    # -- creating, growing, opening ---------------------------------------------------------
+
+    @classmethod
+    def exists(cls, path: str) -> bool:
+        fs, root = fsspec.core.url_to_fs(str(path))
+        return fs.exists(f"{root}/zarr.json")
 
     @classmethod
     def create(
         cls,
-        path: str | Path,
+        path: str,
         rows: pl.DataFrame,
         arrays: dict[int, list[ArraySpec]],
         provenance: dict[str, Any],
         *,
+        rows_per_video: int = 1,
+        shard_videos: int = 32,
         chunk_mb: float = 1.0,
         compression: dict[str, Any] | None = None,
     ) -> "FeatureStore":
-        """A new store with every array at its final row count (``rows`` gives the row table)."""
+        """A new store with every array at its final row count; ``rows`` is the row table
+        (GIVEN_COLUMNS, ``rows_per_video`` contiguous rows per video)."""
         missing = [c for c in ("video_id", "group", "label", "variant") if c not in rows.columns]
         if missing:
             raise StoreError(f"row table lacks columns {missing}")
-        n_rows = rows.height
-        if n_rows == 0:
+        if rows.height == 0:
             raise StoreError("no rows to store (no video was indexed with status ok)")
-        compression = compression or {"codec": "zstd", "level": 3, "shuffle": "shuffle"}
-        codec = blosc_codec(**compression)
-        group = zarr.open_group(str(path), mode="w-")
+        if rows.height % rows_per_video:
+            raise StoreError(f"{rows.height} rows are not whole videos of {rows_per_video} rows")
+        path = str(path)
+        if cls.exists(path):
+            raise StoreError(f"store {path} already exists")
+        layout = ShardLayout(rows_per_video, shard_videos, rows.height // rows_per_video)
+        group = zarr.open_group(path, mode="w")
         table = group.create_group("rows")
-        table_chunk = max(1, min(n_rows, 65536))
-        for name, dtype in ROW_COLUMNS.items():
-            if name in GIVEN_COLUMNS and name in rows.columns:
-                values = rows[name].to_numpy().astype(dtype)
-            elif name == "augment":
-                values = np.array(["[]"] * n_rows, dtype=str)
-            elif dtype is str:
-                values = np.array([""] * n_rows, dtype=str)
-            else:
-                values = np.zeros(n_rows, dtype=dtype)
-            fill: Any = "" if dtype is str else 0
-            column = table.create_array(name, shape=(n_rows,), chunks=(table_chunk,), dtype=dtype, fill_value=fill)
-            column[:] = values
+        for name, dtype in GIVEN_COLUMNS.items():
+            table.create_array(name, shape=(0,), chunks=(65536,), dtype=dtype, fill_value="" if dtype is str else 0)
+        expected = {}
         for scale, specs in arrays.items():
             sub = group.create_group(scale_key(scale))
             sub.attrs["scale"] = int(scale)
             for spec in specs:
-                chunk_rows = rows_per_chunk(spec.row_nbytes, chunk_mb, n_rows)
+                chunk = layout.chunk_rows(spec.row_nbytes, chunk_mb)
                 array = sub.create_array(
                     spec.name,
-                    shape=(n_rows, *spec.row_shape),
-                    chunks=(chunk_rows, *spec.row_shape),
+                    shape=(0, *spec.row_shape),
+                    shards=(layout.rows_per_shard, *spec.row_shape),
+                    chunks=(chunk, *spec.row_shape),
                     dtype=spec.dtype,
-                    compressors=codec,
+                    compressors=codecs(**(compression or {})),
                     fill_value=np.nan,
                 )
-                if spec.attrs:
-                    array.attrs.update(spec.attrs)
-        group.attrs.update({"schema_version": SCHEMA_VERSION, "n_rows": n_rows, "scales": sorted(arrays, reverse=True), **provenance})
-        return cls(group, str(path))
+                array.attrs.update({**spec.attrs, "allow_nan": spec.allow_nan})
+                expected[f"{scale_key(scale)}/{spec.name}"] = {"row_shape": list(spec.row_shape), "dtype": spec.dtype}
+        group.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "rows_per_video": rows_per_video,
+                "shard_videos": shard_videos,
+                "n_rows": 0,
+                "scales": sorted(arrays, reverse=True),
+                "arrays": expected,
+                **provenance,
+            }
+        )
+        store = cls(group, path)
+        store.append_rows(rows)
+        return store
+
+    def append_rows(self, rows: pl.DataFrame) -> None:
+        """Grow every array by ``rows`` (whole videos) and mark the store ready at the new size.
+
+        Only one process (the coordinator) may call this, before writers start.
+        """
+        if rows.height % self.layout.rows_per_video:
+            raise StoreError(f"{rows.height} new rows are not whole videos of {self.layout.rows_per_video} rows")
+        old, new = self.n_rows, self.n_rows + rows.height
+        self.group.attrs["ready"] = False
+        table = self.group["rows"]
+        for name, dtype in GIVEN_COLUMNS.items():
+            values = rows[name].to_numpy() if name in rows.columns else np.array(["[]"] * rows.height)
+            column = table[name]
+            column.resize((new,))
+            column[old:new] = values.astype(dtype)
+        for scale in self.scales:
+            for name in self.array_names(scale):
+                array = self.array(scale, name)
+                array.resize((new, *array.shape[1:]))
+        self.group.attrs.update({"n_rows": new, "ready": True, "resized_at": _now()})
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> "FeatureStore":
-        if not Path(path).exists():
+    def remove_unfinished(cls, path: str) -> bool:
+        """Delete a store whose creation was cut short (never ready, nothing done in it).
+
+        Returns whether it did. A store that holds any done shard is never deleted.
+        """
+        if not cls.exists(path):
+            return False
+        fs, root = fsspec.core.url_to_fs(str(path))
+        try:
+            attrs = zarr.open_group(str(path), mode="r").attrs
+        except Exception:
+            attrs = {}
+        if attrs.get("ready") or fs.exists(f"{root}/done"):
+            return False
+        if attrs.get("n_rows", 0) and attrs.get("schema_version") is not None and "ready" in attrs:
+            return False  # a growth cut short keeps its rows: growing again repairs it
+        fs.rm(root, recursive=True)
+        return True
+
+    @classmethod
+    def open(cls, path: str, mode: str = "r") -> "FeatureStore":
+        path = str(path)
+        if not cls.exists(path):
             raise StoreError(f"store not found: {path}")
         try:
-            group = zarr.open_group(str(path), mode=mode)
+            group = zarr.open_group(path, mode=mode)
         except Exception as err:
             raise StoreError(f"{path} is not a Zarr store ({type(err).__name__})") from None
         version = group.attrs.get("schema_version")
@@ -160,7 +216,24 @@ class FeatureStore:
                 f"store {path} has schema version {version!r}; this code reads version {SCHEMA_VERSION} "
                 "(re-extract into a new store)"
             )
-        return cls(group, str(path))
+        return cls(group, path)
+
+    @classmethod
+    def wait_until_ready(cls, path: str, n_rows: int, timeout: float, poll: float = 1.0) -> "FeatureStore":
+        """Open the store once its coordinator has made it ``n_rows`` long (other ranks wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if cls.exists(path):
+                store = cls.open(path, mode="r+")
+                attrs = store.group.attrs
+                if attrs.get("ready") and attrs.get("n_rows") == n_rows:
+                    return store
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"store {path} was not ready with {n_rows} rows after {timeout:.0f} s; "
+                    "is rank 0 running (or run `cli.py store init` first)?"
+                )
+            time.sleep(poll)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -171,6 +244,11 @@ class FeatureStore:
     @property
     def n_rows(self) -> int:
         return int(self.group.attrs["n_rows"])
+
+    @property
+    def layout(self) -> ShardLayout:
+        a = self.group.attrs
+        return ShardLayout(int(a["rows_per_video"]), int(a["shard_videos"]), int(a["n_rows"]) // int(a["rows_per_video"]))
 
     @property
     def scales(self) -> list[int]:
@@ -191,13 +269,47 @@ class FeatureStore:
             raise StoreError(f"store {self.path} has no array {name!r} at scale {scale}; it has {self.array_names(scale)}")
         return sub[name]
 
+    def _marker_path(self, shard: int) -> str:
+        return f"{self.root}/done/{shard:06d}.json"
+
+    def markers(self) -> dict[int, dict]:
+        """The done markers that parse (a marker cut short by a kill is no marker)."""
+        found: dict[int, dict] = {}
+        folder = f"{self.root}/done"
+        if not self.fs.exists(folder):
+            return found
+        for path in self.fs.ls(folder, detail=False):
+            if not path.endswith(".json"):
+                continue
+            try:
+                marker = json.loads(self.fs.cat_file(path))
+                found[int(marker["shard"])] = marker
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
+
     def rows(self) -> pl.DataFrame:
-        """The row table with a ``row`` index and status names."""
+        """The row table: given columns, then status, reason and results from the markers."""
+        n = self.n_rows
         table = self.group["rows"]
-        data = {name: table[name][:] for name in ROW_COLUMNS}
-        frame = pl.DataFrame({"row": np.arange(self.n_rows, dtype=np.int64), **{k: np.asarray(v) for k, v in data.items()}})
+        data: dict[str, Any] = {"row": np.arange(n, dtype=np.int64)}
+        for name in GIVEN_COLUMNS:
+            data[name] = np.asarray(table[name][:n])
+        status = np.zeros(n, dtype=np.int8)
+        reasons = np.array([""] * n, dtype=object)
+        results = {name: np.zeros(n, dtype=dtype) for name, dtype in RESULT_COLUMNS.items()}
+        for marker in self.markers().values():
+            start, stop = int(marker["start"]), int(marker["stop"])
+            if stop > n:
+                continue
+            status[start:stop] = marker["status"]
+            reasons[start:stop] = marker["reason"]
+            for name in RESULT_COLUMNS:
+                results[name][start:stop] = marker[name]
+        frame = pl.DataFrame({**data, "status": status, "reason": reasons.astype(str), **results})
         return frame.with_columns(
-            *(pl.col(name).cast(pl.String) for name, dtype in ROW_COLUMNS.items() if dtype is str),
+            *(pl.col(name).cast(pl.String) for name, dtype in GIVEN_COLUMNS.items() if dtype is str),
+            pl.col("reason").cast(pl.String),
             pl.col("status").replace_strict(STATUS_NAMES, return_dtype=pl.String),
         )
 
@@ -214,53 +326,93 @@ class FeatureStore:
         out[order] = array.get_orthogonal_selection((index[order],))
         return out
 
-    # -- writing ------------------------------------------------------------------------------
+    def read_block(self, scale: int, name: str, start: int, stop: int) -> np.ndarray:
+        return self.array(scale, name)[start:stop]
 
-    def write_block(self, scale: int, name: str, start: int, data: np.ndarray) -> None:
-        array = self.array(scale, name)
-        array[start : start + len(data)] = data.astype(array.dtype, copy=False)
+    # -- writing (a writer owns whole shards) -------------------------------------------------
 
-    def set_status(
-        self, start: int, stop: int, status: np.ndarray, reasons: list[str], results: dict[str, np.ndarray] | None = None
+    def clear_shard(self, shard: int) -> None:
+        """Remove whatever a killed writer left of ``shard`` (files and marker), so that its
+        rewrite starts from nothing: zarr reads an existing shard's index before writing."""
+        self.fs.rm(self._marker_path(shard)) if self.fs.exists(self._marker_path(shard)) else None
+        for scale in self.scales:
+            for name in self.array_names(scale):
+                array = self.array(scale, name)
+                key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+                target = f"{self.root}/{array.path}/{key}"
+                if self.fs.exists(target):
+                    self.fs.rm(target)
+
+    def write_shard(self, shard: int, values: dict[tuple[int, str], np.ndarray]) -> None:
+        """Every array's rows of ``shard`` in one piece each (one file per array)."""
+        start, stop = self.layout.shard_rows(shard)
+        for (scale, name), block in values.items():
+            if len(block) != stop - start:
+                raise StoreError(f"shard {shard} of {scale_key(scale)}/{name} needs {stop - start} rows, got {len(block)}")
+            array = self.array(scale, name)
+            array[start:stop] = block.astype(array.dtype, copy=False)
+
+    def mark_done(
+        self, shard: int, status: np.ndarray, reasons: list[str], results: dict[str, np.ndarray], rank: int = 0
     ) -> None:
-        """Mark rows [start, stop) pending/done/failed, with their RESULT_COLUMNS; called
-        after their data is written."""
-        table = self.group["rows"]
-        for name, values in (results or {}).items():
-            table[name][start:stop] = values.astype(ROW_COLUMNS[name])
-        table["reason"][start:stop] = np.array(reasons, dtype=str)
-        table["status"][start:stop] = status.astype(np.int8)  # last: the mark that makes the rest count
+        """Write ``shard``'s marker, after its data: from now on its rows count."""
+        start, stop = self.layout.shard_rows(shard)
+        marker = {
+            "shard": shard,
+            "start": start,
+            "stop": stop,
+            "status": [int(s) for s in status],
+            "reason": list(reasons),
+            **{name: [int(v) for v in results[name]] for name in RESULT_COLUMNS},
+            "rank": rank,
+            "written_at": _now(),
+        }
+        self.fs.makedirs(f"{self.root}/done", exist_ok=True)
+        self.fs.pipe_file(self._marker_path(shard), json.dumps(marker).encode())
 
-    # -- describing ---------------------------------------------------------------------------
+    # -- describing and checking --------------------------------------------------------------
+
+    def count_files(self, array: zarr.Array) -> int:
+        """Shard files (objects) an array has on its filesystem."""
+        folder = f"{self.root}/{array.path}/c"
+        return len(self.fs.find(folder)) if self.fs.exists(folder) else 0
 
     def info(self) -> dict[str, Any]:
         """Rows by status, every array's layout and size on disk, and the provenance."""
         rows = self.rows()
         counts = {name: int((rows["status"] == name).sum()) for name in STATUS_CODES}
+        done_rows = int((rows["status"] != "pending").sum())
         arrays = []
         for scale in self.scales:
             for name in self.array_names(scale):
                 array = self.array(scale, name)
                 stored = int(array.nbytes_stored())
-                initialised = int(array.nchunks_initialized)
                 row_bytes = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
-                # the last chunk may be partly past the end; count only real rows
-                written = min(initialised * array.chunks[0], array.shape[0]) * row_bytes
+                written = done_rows * row_bytes
                 arrays.append(
                     {
                         "path": f"{scale_key(scale)}/{name}",
                         "shape": list(array.shape),
                         "dtype": str(array.dtype),
+                        "shards": list(array.shards) if array.shards else None,
                         "chunks": list(array.chunks),
                         "compressor": _describe_codecs(array),
-                        "chunks_written": initialised,
+                        "files": self.count_files(array),
                         "stored_bytes": stored,
                         "uncompressed_bytes": written,
                         "compression_ratio": round(written / stored, 2) if stored and written else None,
                     }
                 )
-        attrs = self.attrs
-        return {"path": self.path, "n_rows": self.n_rows, "rows_by_status": counts, "arrays": arrays, "provenance": attrs}
+        layout = self.layout
+        return {
+            "path": self.path,
+            "n_rows": self.n_rows,
+            "rows_by_status": counts,
+            "shards": {"n": layout.n_shards, "videos_per_shard": layout.shard_videos, "rows_per_shard": layout.rows_per_shard,
+                       "done": len(self.markers())},
+            "arrays": arrays,
+            "provenance": self.attrs,
+        }
 
 
 def _describe_codecs(array: zarr.Array) -> str:
@@ -268,6 +420,8 @@ def _describe_codecs(array: zarr.Array) -> str:
     for codec in array.compressors:
         if isinstance(codec, BloscCodec):
             parts.append(f"blosc({codec.cname.value}, level {codec.clevel}, {codec.shuffle.value})")
+        elif isinstance(codec, Crc32cCodec):
+            parts.append("crc32c")
         else:
             parts.append(type(codec).__name__)
     return " + ".join(parts) or "none"

@@ -1,10 +1,10 @@
-"""Writing rows in order, whole chunks at a time, with the done mark last.
+"""Writing one shard at a time: buffer its videos, write every array whole, then the marker.
 
-Rows arrive in row order (a video's variants together). Each array keeps a buffer of one
-chunk; a chunk is written when it is full (or at the end), so no chunk is ever written
-twice or in part by this writer. A row's status becomes ``done`` or ``failed`` only after
-every array holding it has been written: a killed job leaves rows ``pending``, never
-half-written rows marked done.
+A writer owns whole shards. It fills a shard's buffer video by video (in row order),
+writes each array's shard in one piece when the shard's last video arrives, and writes
+the shard's done marker last. A shard is never written in part and never marked before
+its data is there, so a writer killed at any moment leaves shards that are either done
+or recomputed from nothing on restart.
 """
 
 from __future__ import annotations
@@ -14,58 +14,50 @@ import numpy as np
 from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore
 
 
-class _ChunkBuffer:
-    """One chunk's worth of rows of one array, aligned to the array's chunk grid."""
+class ShardWriter:
+    """Buffers the rows of one shard at a time; see the module docstring."""
 
-    def __init__(self, store: FeatureStore, scale: int, name: str, start_row: int):
-        self.store, self.scale, self.name = store, scale, name
-        array = store.array(scale, name)
-        self.chunk_rows = int(array.chunks[0])
-        self.n_rows = int(array.shape[0])
-        self.window = start_row - start_row % self.chunk_rows
-        self.data = np.full((self.chunk_rows, *array.shape[1:]), np.nan, dtype=array.dtype)
-        if start_row > self.window:
-            # resuming mid-chunk: the chunk's earlier rows are already done; keep them
-            self.data[: start_row - self.window] = array[self.window : start_row]
-        self.filled_upto = start_row  # rows placed in the buffer (or written)
-        self.flushed_upto = start_row  # rows written to the store
-
-    def put(self, row: int, values: np.ndarray | None, count: int) -> None:
-        """Rows [row, row + count); ``values`` None leaves them NaN (a failed video)."""
-        done = 0
-        while done < count:
-            offset = row + done - self.window
-            take = min(count - done, self.chunk_rows - offset)
-            if values is not None:
-                self.data[offset : offset + take] = values[done : done + take]
-            done += take
-            self.filled_upto = row + done
-            if offset + take == self.chunk_rows or self.filled_upto == self.n_rows:
-                self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered rows; a full chunk moves the window on."""
-        filled = self.filled_upto - self.window
-        if self.filled_upto <= self.flushed_upto:
-            return
-        self.store.write_block(self.scale, self.name, self.window, self.data[:filled])
-        self.flushed_upto = self.filled_upto
-        if filled == self.chunk_rows:
-            self.window += self.chunk_rows
-            self.data.fill(np.nan)
-
-
-class RowWriter:
-    """Takes each video's rows in order; writes whole chunks; marks rows done last."""
-
-    def __init__(self, store: FeatureStore, arrays: list[tuple[int, str]], start_row: int = 0):
+    def __init__(self, store: FeatureStore, arrays: list[tuple[int, str]], rank: int = 0):
         self.store = store
-        self.buffers = [_ChunkBuffer(store, scale, name, start_row) for scale, name in arrays]
-        self.next_row = start_row
-        self.marked_upto = start_row
-        self._status: list[int] = []
-        self._reasons: list[str] = []
-        self._results: dict[str, list[int]] = {name: [] for name in RESULT_COLUMNS}
+        self.arrays = arrays
+        self.rank = rank
+        self.shard: int | None = None
+
+    def begin(self, shard: int) -> int:
+        """Start ``shard``; returns how many of its videos are already done (a shard that
+        grew: its earlier videos are kept, not recomputed)."""
+        if self.shard is not None:
+            raise RuntimeError(f"shard {self.shard} is not finished")
+        layout = self.store.layout
+        self.shard = shard
+        self.start, self.stop = layout.shard_rows(shard)
+        n = self.stop - self.start
+        self.buffers = {}
+        for scale, name in self.arrays:
+            array = self.store.array(scale, name)
+            self.buffers[(scale, name)] = np.full((n, *array.shape[1:]), np.nan, dtype=array.dtype)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.reasons = [""] * n
+        self.results = {name: np.zeros(n, dtype=dtype) for name, dtype in RESULT_COLUMNS.items()}
+        self.filled = 0
+        kept = self._keep_earlier_rows()
+        self.store.clear_shard(shard)
+        return kept // layout.rows_per_video
+
+    def _keep_earlier_rows(self) -> int:
+        """Rows of this shard that an earlier marker holds (the shard was the short last one)."""
+        marker = self.store.markers().get(self.shard)
+        if marker is None or int(marker["start"]) != self.start or int(marker["stop"]) >= self.stop:
+            return 0
+        kept = int(marker["stop"]) - self.start
+        for (scale, name), buffer in self.buffers.items():
+            buffer[:kept] = self.store.read_block(scale, name, self.start, self.start + kept)
+        self.status[:kept] = marker["status"]
+        self.reasons[:kept] = marker["reason"]
+        for name in RESULT_COLUMNS:
+            self.results[name][:kept] = marker[name]
+        self.filled = kept
+        return kept
 
     def add(
         self,
@@ -75,34 +67,31 @@ class RowWriter:
         reason: str = "",
         results: dict[str, int] | None = None,
     ) -> None:
-        """Rows [row, row + count) of one video; ``values`` None records a failure with
-        ``reason``. ``results`` fills RESULT_COLUMNS (the same for all the rows)."""
-        if row != self.next_row:
-            raise ValueError(f"rows must arrive in order: expected {self.next_row}, got {row}")
-        for buffer in self.buffers:
-            data = None if values is None else values[(buffer.scale, buffer.name)]
-            buffer.put(row, data, count)
-        self.next_row = row + count
-        code = STATUS_CODES["done"] if values is not None else STATUS_CODES["failed"]
-        self._status.extend([code] * count)
-        self._reasons.extend([reason] * count)
-        for name, column in self._results.items():
-            column.extend([(results or {}).get(name, 0)] * count)
-        self._mark(min(b.flushed_upto for b in self.buffers))
+        """Rows [row, row + count) of one video, in order; ``values`` None records a
+        failure with ``reason``. ``results`` fills RESULT_COLUMNS for all the rows."""
+        if self.shard is None:
+            raise RuntimeError("begin(shard) first")
+        offset = row - self.start
+        if offset != self.filled or row + count > self.stop:
+            raise ValueError(f"rows must arrive in order within shard {self.shard}: expected row {self.start + self.filled}, got {row}")
+        if values is not None:
+            for key, buffer in self.buffers.items():
+                buffer[offset : offset + count] = values[key]
+        self.status[offset : offset + count] = STATUS_CODES["done" if values is not None else "failed"]
+        self.reasons[offset : offset + count] = [reason] * count
+        for name in RESULT_COLUMNS:
+            self.results[name][offset : offset + count] = (results or {}).get(name, 0)
+        self.filled += count
 
-    def close(self) -> None:
-        """Write the partly filled last chunks and mark what they hold."""
-        for buffer in self.buffers:
-            buffer.flush()
-        self._mark(min(b.flushed_upto for b in self.buffers))
+    @property
+    def complete(self) -> bool:
+        return self.shard is not None and self.start + self.filled == self.stop
 
-    def _mark(self, upto: int) -> None:
-        if upto <= self.marked_upto:
-            return
-        k = upto - self.marked_upto
-        results = {name: np.array(column[:k]) for name, column in self._results.items()}
-        self.store.set_status(self.marked_upto, upto, np.array(self._status[:k]), self._reasons[:k], results)
-        del self._status[:k], self._reasons[:k]
-        for column in self._results.values():
-            del column[:k]
-        self.marked_upto = upto
+    def finish(self) -> None:
+        """Write the full shard of every array, then its marker."""
+        if not self.complete:
+            raise RuntimeError(f"shard {self.shard} has {self.filled} of {self.stop - self.start} rows")
+        self.store.write_shard(self.shard, self.buffers)
+        self.store.mark_done(self.shard, self.status, self.reasons, self.results, rank=self.rank)
+        self.shard = None
+        self.buffers = {}

@@ -1,4 +1,4 @@
-"""The Zarr store: what is written is what is read; rows are marked done only after writes."""
+"""The Zarr store: layout arithmetic, shard writer, markers, growth, validation, reader."""
 
 from __future__ import annotations
 
@@ -7,130 +7,214 @@ import polars as pl
 import pytest
 import zarr
 
-from store import ArraySpec, FeatureStore, RowWriter, StoreError, rows_per_chunk
+from store import (
+    ArraySpec,
+    FeatureStore,
+    ShardLayout,
+    ShardWriter,
+    StoreError,
+    StoreReader,
+    owned_shards,
+    validate_store,
+)
 
-SPECS = {32: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 1, 2, 2))], 16: [ArraySpec("embedding", (512,))]}
+SPECS = {
+    32: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 1, 2, 2)), ArraySpec("handcrafted", (15,), "float32", allow_nan=True)],
+    16: [ArraySpec("embedding", (512,))],
+}
+KEYS = [(scale, spec.name) for scale, specs in SPECS.items() for spec in specs]
+RPV = 3  # rows per video: the original and two variants
 
 
-def make_rows(n: int) -> pl.DataFrame:
+def make_rows(n_videos: int, first: int = 0) -> pl.DataFrame:
+    ids = [f"v{i:03d}" for i in range(first, first + n_videos)]
     return pl.DataFrame(
-        {"video_id": [f"v{i:03d}" for i in range(n)], "group": [f"g{i // 3}" for i in range(n)], "label": [i % 2 for i in range(n)], "variant": [0] * n}
+        {
+            "video_id": np.repeat(ids, RPV),
+            "group": np.repeat([f"g{i // 2}" for i in range(first, first + n_videos)], RPV),
+            "label": np.repeat(np.arange(first, first + n_videos) % 2, RPV),
+            "variant": np.tile(np.arange(RPV), n_videos),
+        }
     )
 
 
-def make_store(path, n=23, chunk_mb=0.02):
-    return FeatureStore.create(path, make_rows(n), SPECS, {"note": "test"}, chunk_mb=chunk_mb)
+def make_store(path, n_videos=10, shard_videos=4, chunk_mb=0.02):
+    return FeatureStore.create(str(path), make_rows(n_videos), SPECS, {"note": "test"}, rows_per_video=RPV, shard_videos=shard_videos, chunk_mb=chunk_mb)
 
 
-def fake_values(n: int, seed: int = 0) -> dict:
+def values_for(n_rows: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {
-        (scale, spec.name): (rng.standard_normal((n, *spec.row_shape)) * 3).astype(np.float16)
-        for scale, specs in SPECS.items()
-        for spec in specs
-    }
+    return {(scale, spec.name): (rng.standard_normal((n_rows, *spec.row_shape)) * 3).astype(spec.dtype) for scale, specs in SPECS.items() for spec in specs}
 
 
-def write_rows(writer: RowWriter, truth: dict, rows: range) -> None:
-    for row in rows:
-        writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
+def fill(store: FeatureStore, truth: dict, shards=None, failed=(), rank=0) -> None:
+    writer = ShardWriter(store, KEYS, rank=rank)
+    layout = store.layout
+    for shard in shards if shards is not None else range(layout.n_shards):
+        kept = writer.begin(shard)
+        first, last = layout.shard_video_range(shard)
+        for v in range(first + kept, last):
+            rows = slice(v * RPV, (v + 1) * RPV)
+            values = None if v in failed else {k: a[rows] for k, a in truth.items()}
+            writer.add(v * RPV, RPV, values, "broken" if v in failed else "", {"frames_decoded": 100 + v, "frames_unique": 4})
+        writer.finish()
 
 
-def test_round_trip_with_a_failed_row(tmp_path):
+def test_layout_arithmetic():
+    layout = ShardLayout(rows_per_video=11, shard_videos=32, n_videos=100)
+    assert (layout.rows_per_shard, layout.n_rows, layout.n_shards) == (352, 1100, 4)
+    assert layout.shard_rows(3) == (1056, 1100) and layout.shard_video_range(3) == (96, 100)
+    # chunks hold whole videos and divide the shard, about 1 MiB: 32 KiB rows (352 KiB a
+    # video) -> 2 videos; 1 KiB rows -> the whole shard (352 KiB, smaller than 1 MiB)
+    assert layout.chunk_rows(32 * 1024, 1.0) == 22
+    assert layout.chunk_rows(1024, 1.0) == 352
+    assert layout.chunk_rows(400_000, 1.0) == 11  # one video when a video alone is larger
+    assert owned_shards(10, 1, 3) == [1, 4, 7]
+    assert sorted(owned_shards(10, 0, 3) + owned_shards(10, 1, 3) + owned_shards(10, 2, 3)) == list(range(10))
+
+
+def test_round_trip_with_a_failed_video(tmp_path):
     store = make_store(tmp_path / "s.zarr")
-    # chunks of about 20 KiB: 20 embedding rows, 5 layer4 rows
-    assert store.array(32, "embedding").chunks[0] == 20 and store.array(32, "layer4").chunks[0] == 5
-    truth = fake_values(23)
-    writer = RowWriter(store, list(truth))
-    for row in range(23):
-        if row == 7:
-            writer.add(row, 1, None, "broken file")
-        else:
-            writer.add(row, 1, {k: v[row : row + 1] for k, v in truth.items()})
-    writer.close()
-
-    again = FeatureStore.open(tmp_path / "s.zarr")
+    layer4 = store.array(32, "layer4")
+    assert layer4.shards[0] == 12 and 12 % layer4.chunks[0] == 0
+    truth = values_for(30)
+    fill(store, truth, failed={5})
+    again = FeatureStore.open(str(tmp_path / "s.zarr"))
     rows = again.rows()
-    assert rows["status"].to_list() == ["done"] * 7 + ["failed"] + ["done"] * 15
-    assert rows["reason"][7] == "broken file"
-    assert rows["video_id"].to_list() == make_rows(23)["video_id"].to_list()
-    ok = np.arange(23) != 7
-    for (scale, name), values in truth.items():
-        got = again.read(scale, name)
-        assert got.dtype == np.float16 and got.shape == values.shape
-        assert np.array_equal(got[ok], values[ok])
-        assert np.isnan(got[7]).all()
-    picked = again.read(32, "embedding", [9, 2, 9, 15])
-    assert np.array_equal(picked, truth[(32, "embedding")][[9, 2, 9, 15]])
-
-
-def test_rows_are_marked_done_only_after_all_their_chunks_are_written(tmp_path):
-    store = make_store(tmp_path / "s.zarr")
-    truth = fake_values(23)
-    writer = RowWriter(store, list(truth))
-    write_rows(writer, truth, range(12))
-    # layer4 chunks (5 rows) are written up to row 10, but the embedding chunk (20 rows) is not
-    assert (store.rows()["status"] == "done").sum() == 0
-    assert store.array(32, "layer4").nchunks_initialized == 2
-    write_rows(writer, truth, range(12, 21))
-    assert (store.rows()["status"] == "done").sum() == 20
-    writer.close()
-    assert (store.rows()["status"] == "done").sum() == 21
-
-
-def test_resume_keeps_rows_already_written(tmp_path):
-    store = make_store(tmp_path / "s.zarr")
-    truth = fake_values(23)
-    first = RowWriter(store, list(truth))
-    write_rows(first, truth, range(12))
-    first.close()  # as a finished partial run: rows 0..11 done
-    second = RowWriter(FeatureStore.open(tmp_path / "s.zarr", mode="r+"), list(truth), start_row=12)
-    write_rows(second, truth, range(12, 23))
-    second.close()
-    again = FeatureStore.open(tmp_path / "s.zarr")
-    assert (again.rows()["status"] == "done").all()
+    assert rows["status"].to_list() == ["done"] * 15 + ["failed"] * 3 + ["done"] * 12
+    assert rows["reason"][15] == "broken" and rows["frames_decoded"][3] == 101
+    ok = np.ones(30, bool)
+    ok[15:18] = False
     for key, values in truth.items():
-        assert np.array_equal(again.read(*key), values)
+        got = again.read(*key)
+        assert got.dtype == values.dtype and got.shape == values.shape
+        assert np.array_equal(got[ok], values[ok])
+        assert np.isnan(got[15:18]).all()
+    assert np.array_equal(again.read(32, "embedding", [9, 2, 9, 25]), truth[(32, "embedding")][[9, 2, 9, 25]])
+    assert validate_store(again).ok
 
 
-def test_rows_out_of_order_are_refused(tmp_path):
-    writer = RowWriter(make_store(tmp_path / "s.zarr"), [(32, "embedding")])
-    with pytest.raises(ValueError, match="in order"):
-        writer.add(3, 1, None, "x")
-
-
-def test_info_reports_sizes_and_provenance(tmp_path):
+def test_a_shard_counts_only_after_its_marker(tmp_path):
     store = make_store(tmp_path / "s.zarr")
-    truth = {k: np.zeros_like(v) for k, v in fake_values(23).items()}  # zeros compress well
-    writer = RowWriter(store, list(truth))
-    write_rows(writer, truth, range(23))
-    writer.close()
-    info = store.info()
-    assert info["rows_by_status"] == {"pending": 0, "done": 23, "failed": 0}
-    emb = next(a for a in info["arrays"] if a["path"] == "s32/embedding")
-    assert emb["shape"] == [23, 512] and emb["dtype"] == "float16" and "zstd" in emb["compressor"]
-    assert emb["uncompressed_bytes"] == 23 * 512 * 2
-    assert emb["compression_ratio"] > 10
-    assert info["provenance"]["note"] == "test" and info["provenance"]["schema_version"] == 1
+    truth = values_for(30)
+    writer = ShardWriter(store, KEYS)
+    writer.begin(0)
+    for v in range(4):
+        writer.add(v * RPV, RPV, {k: a[v * RPV : (v + 1) * RPV] for k, a in truth.items()})
+    store.write_shard(0, writer.buffers)  # data written, then "killed" before the marker
+    assert (store.rows()["status"] == "pending").all()
+    # a truncated marker file is no marker either
+    store.fs.makedirs(f"{store.root}/done", exist_ok=True)
+    store.fs.pipe_file(f"{store.root}/done/000000.json", b'{"shard": 0, "sta')
+    assert (store.rows()["status"] == "pending").all()
+    # the restart clears what was left and writes the shard again from nothing
+    layer4 = store.array(32, "layer4")
+    shard_file = f"{store.root}/{layer4.path}/c/0/0/0/0/0"
+    store.fs.pipe_file(shard_file, b"garbage")  # a shard file cut short by the kill
+    fill(store, truth, shards=[0])
+    assert (store.rows()["status"][:12] == "done").all()
+    assert np.array_equal(store.read(32, "layer4", range(12)), truth[(32, "layer4")][:12])
 
 
-def test_rows_per_chunk():
-    assert rows_per_chunk(1024, 1.0, 10_000) == 1024
-    assert rows_per_chunk(1024, 1.0, 100) == 100
-    assert rows_per_chunk(4 * 2**20, 1.0, 100) == 1
+def test_growth_keeps_the_done_rows_of_the_short_last_shard(tmp_path):
+    store = make_store(tmp_path / "s.zarr", n_videos=6)
+    truth = values_for(30)
+    fill(store, {k: v[:18] for k, v in truth.items()})
+    store.append_rows(make_rows(4, first=6))
+    assert store.n_rows == 30 and store.layout.n_shards == 3
+    assert store.rows()["status"].to_list() == ["done"] * 18 + ["pending"] * 12
+    writer = ShardWriter(store, KEYS)
+    assert writer.begin(1) == 2  # videos 4 and 5 were done in the short shard 1: kept
+    writer.shard = None
+    fill(store, truth, shards=[1, 2])
+    assert (store.rows()["status"] == "done").all()
+    for key, values in truth.items():
+        assert np.array_equal(store.read(*key), values)
+    assert store.rows()["video_id"].to_list()[-1] == "v009"
+
+
+def test_validate_catches_a_damaged_chunk_and_a_non_finite_row(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    truth = values_for(30)
+    fill(store, truth)
+    assert validate_store(store).ok
+    layer4 = store.array(32, "layer4")
+    path = f"{store.root}/{layer4.path}/c/1/0/0/0/0"
+    data = bytearray(store.fs.cat_file(path))
+    data[40:60] = bytes(20)
+    store.fs.pipe_file(path, bytes(data))
+    report = validate_store(store)
+    assert not report.ok and any("s32/layer4 shard 1" in p and "cannot be read" in p for p in report.problems)
+    bad = make_store(tmp_path / "inf.zarr")
+    infinite = values_for(30)
+    infinite[(16, "embedding")][4, 7] = np.inf
+    fill(bad, infinite)
+    report = validate_store(bad)
+    assert [p for p in report.problems if "s16/embedding: 1 done rows of shard 0 are not finite (first row 4)" in p]
+
+
+def test_reader_batches_cover_the_rows_once_and_shuffle_by_shard(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    truth = values_for(30)
+    fill(store, truth, failed={5})
+    done = store.rows().filter(pl.col("status") == "done")
+    plain = StoreReader(store, 32, ["embedding", "layer4"], done, batch_size=7)
+    rows = np.concatenate([b.rows["row"].to_numpy() for b in plain])
+    assert rows.tolist() == done["row"].to_list()
+    got = np.concatenate([b.arrays["layer4"] for b in plain])
+    assert np.array_equal(got, truth[(32, "layer4")][done["row"].to_numpy()])
+    shuffled = StoreReader(store, 32, ["embedding"], done, batch_size=7, shuffle=True, seed=3)
+    first = [b.rows["row"].to_list() for b in shuffled]
+    second = [b.rows["row"].to_list() for b in shuffled]
+    flat = sum(first, [])
+    assert sorted(flat) == done["row"].to_list() and flat != done["row"].to_list()
+    assert first != second  # a new order every epoch
+    for batch in StoreReader(store, 32, ["embedding"], done, batch_size=7, shuffle=True, seed=3):
+        assert np.array_equal(batch.arrays["embedding"], truth[(32, "embedding")][batch.rows["row"].to_numpy()])
+
+
+def test_reader_cache_serves_later_epochs_from_ram(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    fill(store, values_for(30))
+    rows = store.rows()
+    reader = StoreReader(store, 32, ["embedding"], rows, batch_size=8, cache_mb=1)
+    list(reader)
+    assert reader.cached
+    store.fs.rm(f"{store.root}/{store.array(32, 'embedding').path}/c", recursive=True)  # gone from disk
+    assert sum(len(b.rows) for b in reader) == 30
+    too_small = StoreReader(store, 32, ["layer4"], rows, batch_size=8, cache_mb=0.001)
+    list(too_small)
+    assert not too_small.cached
+
+
+def test_store_on_an_fsspec_url():
+    url = "memory://stores/test.zarr"
+    store = FeatureStore.create(url, make_rows(5), SPECS, {}, rows_per_video=RPV, shard_videos=2)
+    truth = values_for(15)
+    fill(store, truth)
+    again = FeatureStore.open(url)
+    assert (again.rows()["status"] == "done").all()
+    assert np.array_equal(again.read(32, "layer4"), truth[(32, "layer4")])
+    assert validate_store(again).ok
 
 
 def test_open_errors(tmp_path):
     with pytest.raises(StoreError, match="not found"):
-        FeatureStore.open(tmp_path / "nothing.zarr")
+        FeatureStore.open(str(tmp_path / "nothing.zarr"))
     group = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
-    group.attrs["schema_version"] = 99
-    with pytest.raises(StoreError, match="schema version 99"):
-        FeatureStore.open(tmp_path / "old.zarr")
+    group.attrs["schema_version"] = 1
+    with pytest.raises(StoreError, match="schema version 1"):
+        FeatureStore.open(str(tmp_path / "old.zarr"))
     with pytest.raises(StoreError, match="no rows"):
-        FeatureStore.create(tmp_path / "empty.zarr", make_rows(0), SPECS, {})
+        FeatureStore.create(str(tmp_path / "empty.zarr"), make_rows(0), SPECS, {})
     store = make_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="already exists"):
+        make_store(tmp_path / "s.zarr")
     with pytest.raises(StoreError, match="no scale 64"):
         store.array(64, "embedding")
     with pytest.raises(StoreError, match="no array 'layer3'"):
         store.array(32, "layer3")
+    writer = ShardWriter(store, KEYS)
+    writer.begin(0)
+    with pytest.raises(ValueError, match="in order"):
+        writer.add(RPV, RPV, None, "x")
