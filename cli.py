@@ -5,7 +5,8 @@
     python cli.py index SOURCE... --out samples.parquet [--videos DIR]
     python cli.py extract --samples samples.parquet --store features/NAME.zarr [--config configs/X.yaml]
     python cli.py clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
-    python cli.py store info STORE [--json]
+    python cli.py store info|validate STORE              # describe / check a store
+    python cli.py store init --samples S --store STORE  # create or grow a store (before array jobs)
     python cli.py train gbm --store STORE [--folds 5] [--seed 0] [--out runs]
 
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
@@ -147,12 +148,14 @@ def index(
 
 
 def _print_extract_report(report) -> None:
+    who = f" (rank {report.rank} of {report.world})" if report.world > 1 else ""
     if report.clips == 0 and report.n_failed == 0:
-        typer.echo(f"      nothing to do: all {report.n_skipped} videos already in {report.store}")
+        typer.echo(f"      nothing to do{who}: all {report.n_skipped} videos already in {report.store}")
         return
     typer.echo(
-        f"      {report.n_done} videos extracted, {report.n_failed} failed, {report.n_skipped} already done; "
-        f"{report.clips} clips in {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s)"
+        f"      {report.n_done} videos extracted, {report.n_failed} failed, {report.n_skipped} already done{who}; "
+        f"{report.clips} clips in {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s), "
+        f"{report.shards_written} shards written"
     )
     for video_id, reason in report.failures[:5]:
         typer.echo(f"      failed: {video_id}: {reason}")
@@ -161,17 +164,21 @@ def _print_extract_report(report) -> None:
 @app.command()
 def extract(
     samples: Path = typer.Option(..., help="samples table from `index`"),
-    store: Path = typer.Option(..., help="feature store to create or continue (Zarr)"),
+    store: str = typer.Option(..., help="feature store to create or continue (a path or an fsspec URL)"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: extract.device)"),
+    shard: Optional[str] = typer.Option(
+        None, help="this writer's share as i/n (default: torchrun's RANK/WORLD_SIZE or a SLURM array's task)"
+    ),
 ) -> None:
-    """Run the backbone over every indexed video and fill the feature store."""
+    """Run the backbone over every indexed video and fill the feature store (resumable;
+    several ranks can fill one store)."""
     from extract.job import run_extract
 
     extra = [f"extract.device={device}"] if device else []
     cfg = _config(config, overrides, extra)
-    report = run_extract(samples, store, cfg)
+    report = run_extract(samples, store, cfg, shard=shard)
     _print_extract_report(report)
 
 
@@ -198,9 +205,40 @@ def clips(
     typer.echo(f"wrote {png} and {params}")
 
 
+@store_app.command("init")
+def store_init(
+    samples: Path = typer.Option(..., help="samples table from `index`"),
+    store: str = typer.Option(..., help="feature store to create, or to grow by the samples it lacks"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+) -> None:
+    """Create (or grow) a store without computing: run once before a SLURM array of extracts."""
+    from extract.job import init_store
+
+    made = init_store(samples, store, _config(config, overrides))
+    layout = made.layout
+    typer.echo(f"store {store}: {made.n_rows} rows, {layout.n_videos} videos in {layout.n_shards} shards of {layout.shard_videos}")
+
+
+@store_app.command("validate")
+def store_validate(path: str = typer.Argument(..., help="feature store")) -> None:
+    """Check schema, shapes, markers, and that every done row reads back finite; exit 1 on a problem."""
+    from store import FeatureStore, validate_store
+
+    report = validate_store(FeatureStore.open(path))
+    counts = ", ".join(f"{k} {v}" for k, v in report.rows_by_status.items())
+    typer.echo(f"store {path}: {report.shards_checked} done shards checked; rows: {counts}")
+    for text in report.problems:
+        typer.echo(f"  problem: {text}")
+    if not report.ok:
+        typer.echo(f"{len(report.problems)} problem(s) found", err=True)
+        raise typer.Exit(1)
+    typer.echo("ok")
+
+
 @store_app.command("info")
 def store_info(
-    path: Path = typer.Argument(..., help="feature store"),
+    path: str = typer.Argument(..., help="feature store (a path or an fsspec URL)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Rows, arrays (shape, chunks, codec, size on disk, compression) and provenance."""
@@ -210,12 +248,16 @@ def store_info(
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
-    typer.echo(f"store {info['path']}: {info['n_rows']} rows ({', '.join(f'{k} {v}' for k, v in info['rows_by_status'].items())})")
+    sh = info["shards"]
+    typer.echo(
+        f"store {info['path']}: {info['n_rows']} rows ({', '.join(f'{k} {v}' for k, v in info['rows_by_status'].items())}); "
+        f"{sh['done']} of {sh['n']} shards done ({sh['videos_per_shard']} videos, {sh['rows_per_shard']} rows each)"
+    )
     for a in info["arrays"]:
         ratio = f"{a['compression_ratio']:.2f}x" if a["compression_ratio"] else "n/a"
         typer.echo(
-            f"  {a['path']:<18} {str(tuple(a['shape'])):<26} {a['dtype']:<8} chunks {str(tuple(a['chunks'])):<24} "
-            f"{a['compressor']:<30} {a['stored_bytes'] / 2**20:8.2f} MiB  ratio {ratio}"
+            f"  {a['path']:<18} {str(tuple(a['shape'])):<24} {a['dtype']:<8} chunks {str(tuple(a['chunks'])):<22} "
+            f"{a['compressor']:<38} {a['files']:>4} files {a['stored_bytes'] / 2**20:8.2f} MiB  ratio {ratio}"
         )
     p = info["provenance"]
     weights = p.get("backbone", {}).get("weights", {})

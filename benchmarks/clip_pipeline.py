@@ -29,7 +29,11 @@ sys.path.insert(0, str(ROOT))
 from extract.demo_data import write_long_video  # noqa: E402
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_mib():
+    # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec
+    with open('/proc/self/status') as status:
+        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
 sys.path.insert(0, {root!r})
 from configs import load_config
 from extract.job import clips_of_video
@@ -46,7 +50,7 @@ elif mode == "variants":
     out = {{"frames_decoded": result["results"]["frames_decoded"],
            "clips": {{str(s): list(c.shape) for s, c in result["clips"].items()}}}}
 out["seconds"] = time.perf_counter() - start
-out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_rss_mib"] = peak_mib()
 print(json.dumps(out))
 """
 

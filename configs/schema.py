@@ -142,6 +142,8 @@ class ExtractConfig(_Strict):
     amp: bool = Field(True, description="autocast (float16) on CUDA")
     dtype: Literal["float16", "float32"] = "float16"
     chunk_mb: float = Field(1.0, gt=0, description="target uncompressed size of one chunk along rows")
+    shard_videos: int = Field(32, ge=1, description="videos per shard: a shard is one file per array, owned by one writer")
+    wait_timeout: float = Field(3600, gt=0, description="seconds a rank other than 0 waits for the store to be ready")
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from extract.clips import make_scaled_clips, make_variant, variant_ops
 from extract.video import DecodedClip, VideoError, decode_clip
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
-from store import ArraySpec, FeatureStore, RowWriter, StoreError
+from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
 
@@ -53,6 +54,9 @@ class ExtractReport:
     clips: int = 0
     seconds: float = 0.0
     backbone_seconds: float = 0.0  # of ``seconds``, the time spent in the backbone forward
+    shards_written: int = 0
+    rank: int = 0
+    world: int = 1
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -168,24 +172,37 @@ def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
         ]
         if cfg.features.handcrafted:
             names = {"feature_names": list(HANDCRAFTED_NAMES), "version": HANDCRAFTED_VERSION}
-            specs[scale].append(ArraySpec("handcrafted", (len(HANDCRAFTED_NAMES),), "float32", names))
+            specs[scale].append(ArraySpec("handcrafted", (len(HANDCRAFTED_NAMES),), "float32", names, allow_nan=True))
     return specs
 
 
-def open_or_create_store(store_path: str | Path, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo, samples_path: str) -> FeatureStore:
-    """A new store, or the existing one when it was made from the same config and videos."""
+def _check_same_preprocessing(store: FeatureStore, record: dict) -> None:
+    differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
+    if differing:
+        raise StoreMismatch(
+            f"store {store.path} was made with another preprocessing config (differs in: {', '.join(differing)}); "
+            "extract into a new store"
+        )
+
+
+def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo, samples_path: str) -> FeatureStore:
+    """The coordinator's step: create the store, or grow it by the samples it lacks.
+
+    New videos are appended after the existing ones (their rows never move), in samples
+    order. An existing store made with another preprocessing config is refused.
+    """
     record = preprocessing_record(cfg, weights)
-    rows = row_table(samples, cfg)
-    if Path(store_path).exists():
-        store = FeatureStore.open(store_path, mode="r+")
-        differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
-        if differing:
-            raise StoreMismatch(
-                f"store {store_path} was made with another preprocessing config (differs in: {', '.join(differing)}); "
-                "extract into a new store"
-            )
-        if store.rows()["video_id"].to_list() != rows["video_id"].to_list():
-            raise StoreMismatch(f"store {store_path} holds other videos than {samples_path}; extract into a new store")
+    FeatureStore.remove_unfinished(store_path)  # a creation killed before the store was ready
+    if FeatureStore.exists(store_path):
+        try:
+            store = FeatureStore.open(store_path, mode="r+")
+        except StoreError as err:
+            raise StoreMismatch(str(err)) from None
+        _check_same_preprocessing(store, record)
+        known = set(store.rows()["video_id"].unique().to_list())
+        new = samples.filter(~pl.col("video_id").is_in(list(known)))
+        if new.height:
+            store.append_rows(row_table(new, cfg))
         return store
     provenance = {
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -199,12 +216,73 @@ def open_or_create_store(store_path: str | Path, samples: pl.DataFrame, cfg: Con
     }
     return FeatureStore.create(
         store_path,
-        rows,
+        row_table(samples, cfg),
         array_specs(cfg),
         provenance,
+        rows_per_video=cfg.augment.variants + 1,
+        shard_videos=cfg.extract.shard_videos,
         chunk_mb=cfg.extract.chunk_mb,
         compression=cfg.extract.compression.model_dump(),
     )
+
+
+def wait_for_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo) -> FeatureStore:
+    """A non-coordinating rank: wait until the store exists, is ready, and holds every
+    sample video (rank 0 or `store init` makes it so), then check its config."""
+    deadline = time.monotonic() + cfg.extract.wait_timeout
+    wanted = set(samples["video_id"].to_list())
+    record = preprocessing_record(cfg, weights)
+    while True:
+        if FeatureStore.exists(store_path):
+            store = FeatureStore.open(store_path, mode="r+")
+            if store.attrs.get("ready"):
+                _check_same_preprocessing(store, record)
+                if wanted <= set(store.rows()["video_id"].unique().to_list()):
+                    return store
+        if time.monotonic() > deadline:
+            raise ExtractError(
+                f"store {store_path} did not hold the samples' videos after {cfg.extract.wait_timeout:.0f} s; "
+                "is rank 0 running (or run `cli.py store init` first)?"
+            )
+        time.sleep(1.0)
+
+
+def resolve_rank(shard: str | None = None) -> tuple[int, int]:
+    """(rank, world size): ``--shard i/n``, else torchrun's RANK/WORLD_SIZE, else a SLURM
+    array's task id and count, else (0, 1)."""
+    env = os.environ
+    if shard:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise ExtractError(f"--shard {shard!r} must look like i/n, e.g. 0/4") from None
+        if not 0 <= i < n:
+            raise ExtractError(f"--shard {shard}: i must be in 0..n-1")
+        return i, n
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    return 0, 1
+
+
+def _load_backbone(cfg: Config):
+    return build_backbone(
+        cfg.backbone.name,
+        cfg.backbone.weights,
+        weights_path=cfg.backbone.weights_path,
+        weights_url=cfg.backbone.weights_url,
+        allow_download=cfg.backbone.allow_download,
+        seed=cfg.backbone.seed,
+    )
+
+
+def init_store(samples_path: str | Path, store_path: str | Path, cfg: Config) -> FeatureStore:
+    """Create or grow the store without computing anything (run once before array jobs)."""
+    samples = read_samples(samples_path)
+    _, weights = _load_backbone(cfg)
+    return prepare_store(str(store_path), samples, cfg, weights, str(samples_path))
 
 
 class VideoClips(Dataset):
@@ -288,6 +366,52 @@ class _Runner:
         return {key: np.concatenate(values) for key, values in parts.items()}
 
 
+@dataclass
+class _Job:
+    """A video to compute: its shard, its position in the store, where it is on disk."""
+
+    shard: int
+    position: int
+    path: str
+    video_id: str
+    last_in_shard: bool
+
+
+def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int) -> tuple[list[_Job], list[int], int]:
+    """This rank's work: the videos of its shards that are not done, in row order.
+
+    Returns (jobs, shards to write, videos already done in this rank's shards). A shard that
+    grew keeps its earlier, done videos. A shard with a video missing from the samples
+    table is left for a run that has it.
+    """
+    layout = store.layout
+    markers = store.markers()
+    video_ids = store.rows().filter(pl.col("variant") == 0)["video_id"].to_list()
+    paths = dict(zip(samples["video_id"].to_list(), samples["path"].to_list()))
+    jobs: list[_Job] = []
+    shards: list[int] = []
+    skipped = 0
+    for shard in owned_shards(layout.n_shards, rank, world):
+        start, stop = layout.shard_rows(shard)
+        first, last = layout.shard_video_range(shard)
+        marker = markers.get(shard)
+        kept = 0
+        if marker is not None and int(marker["start"]) == start:
+            if int(marker["stop"]) == stop:
+                skipped += last - first
+                continue
+            kept = (int(marker["stop"]) - start) // layout.rows_per_video
+        missing = [video_ids[v] for v in range(first + kept, last) if video_ids[v] not in paths]
+        if missing:
+            warnings.warn(f"shard {shard} left pending: {len(missing)} of its videos (e.g. {missing[0]}) are not in the samples table")
+            continue
+        skipped += kept
+        shards.append(shard)
+        for v in range(first + kept, last):
+            jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1))
+    return jobs, shards, skipped
+
+
 def run_extract(
     samples_path: str | Path,
     store_path: str | Path,
@@ -295,24 +419,26 @@ def run_extract(
     *,
     device: str | None = None,
     progress: bool = True,
+    shard: str | None = None,
 ) -> ExtractReport:
-    """Extract every indexed video of ``samples_path`` into ``store_path``."""
+    """Extract the indexed videos of ``samples_path`` into ``store_path``, this rank's share.
+
+    Rank 0 (or a single process) creates or grows the store; other ranks wait for it.
+    Each rank computes the shards it owns that have no done marker, so a restarted job
+    computes only what is missing and several ranks fill one store.
+    """
     samples = read_samples(samples_path)
-    model, weights = build_backbone(
-        cfg.backbone.name,
-        cfg.backbone.weights,
-        weights_path=cfg.backbone.weights_path,
-        weights_url=cfg.backbone.weights_url,
-        allow_download=cfg.backbone.allow_download,
-        seed=cfg.backbone.seed,
-    )
-    store = open_or_create_store(store_path, samples, cfg, weights, str(samples_path))
-    n_var = cfg.augment.variants + 1
-    status = store.rows()["status"].to_numpy()
-    pending_rows = np.flatnonzero(status == "pending")
-    start_video = int(pending_rows[0]) // n_var if pending_rows.size else samples.height
-    report = ExtractReport(store=str(store_path), n_videos=samples.height, n_skipped=start_video)
-    if start_video == samples.height:
+    rank, world = resolve_rank(shard)
+    model, weights = _load_backbone(cfg)
+    store_path = str(store_path)
+    if rank == 0:
+        store = prepare_store(store_path, samples, cfg, weights, str(samples_path))
+    else:
+        store = wait_for_store(store_path, samples, cfg, weights)
+    n_var = store.layout.rows_per_video
+    jobs, shards, skipped = plan_jobs(store, samples, rank, world)
+    report = ExtractReport(store=store_path, n_videos=len(jobs) + skipped, n_skipped=skipped, rank=rank, world=world)
+    if not jobs:
         return report
 
     run = _Runner(
@@ -322,11 +448,9 @@ def run_extract(
         cfg.extract.dtype,
         cfg.extract.batch_size,
     )
-    array_keys = [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs]
-    writer = RowWriter(store, array_keys, start_row=start_video * n_var)
-    todo = samples.slice(start_video)
+    writer = ShardWriter(store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs], rank=rank)
     loader = DataLoader(
-        VideoClips(todo["path"].to_list(), todo["video_id"].to_list(), cfg),
+        VideoClips([j.path for j in jobs], [j.video_id for j in jobs], cfg),
         batch_size=1,
         shuffle=False,
         num_workers=cfg.extract.num_workers,
@@ -334,8 +458,7 @@ def run_extract(
         pin_memory=run.device.type == "cuda",
         persistent_workers=False,
     )
-    video_ids = todo["video_id"].to_list()
-    bar = tqdm(total=todo.height * n_var, unit="clip", disable=not progress, desc="extract", smoothing=0.1)
+    bar = tqdm(total=len(jobs) * n_var, unit="clip", disable=not progress, desc=f"extract (rank {rank}/{world})", smoothing=0.1)
     started = time.perf_counter()
     waiting: list[dict] = []
 
@@ -344,11 +467,12 @@ def run_extract(
         outputs = {scale: run(torch.cat([item["clips"][scale] for item in ready])) for scale in cfg.clip.scales} if ready else {}
         offset = 0
         for item in waiting:
-            row = (start_video + item["index"]) * n_var
+            job = jobs[item["index"]]
+            row = job.position * n_var
             if item["clips"] is None:
                 writer.add(row, n_var, None, item["reason"])
                 report.n_failed += 1
-                report.failures.append((video_ids[item["index"]], item["reason"]))
+                report.failures.append((job.video_id, item["reason"]))
             else:
                 values = {(scale, name): arr[offset : offset + n_var] for scale, named in outputs.items() for name, arr in named.items()}
                 values.update({(scale, "handcrafted"): stats for scale, stats in item["handcrafted"].items()})
@@ -362,14 +486,19 @@ def run_extract(
     try:
         n_clips = 0
         for item in loader:
+            job = jobs[item["index"]]
+            if writer.shard is None:
+                kept = writer.begin(job.shard)
+                assert job.position == store.layout.shard_video_range(job.shard)[0] + kept
             waiting.append(item)
             n_clips += n_var if item["clips"] is not None else 0
-            if n_clips >= cfg.extract.batch_size:
+            # batches never cross a shard: the same batches whatever shard a run resumes at
+            if n_clips >= cfg.extract.batch_size or job.last_in_shard:
                 run_batch()
                 n_clips = 0
-        if waiting:
-            run_batch()
-        writer.close()
+            if job.last_in_shard:
+                writer.finish()
+                report.shards_written += 1
     finally:
         bar.close()
     report.seconds = time.perf_counter() - started

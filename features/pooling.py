@@ -16,9 +16,13 @@ def summarise_maps(maps: np.ndarray, stats: tuple[str, ...] = ("mean", "max")) -
     unknown = [s for s in stats if s not in POOL_STATS]
     if unknown:
         raise ValueError(f"unknown statistic(s) {unknown}; choose from {POOL_STATS}")
-    flat = maps.reshape(maps.shape[0], maps.shape[1], -1).astype(np.float32)
-    parts = {"mean": flat.mean(axis=2), "max": flat.max(axis=2), "std": flat.std(axis=2)}
-    return np.concatenate([parts[s] for s in stats], axis=1)
+    flat = maps.reshape(maps.shape[0], maps.shape[1], -1)  # a view: no float32 copy of the maps
+    compute = {
+        "mean": lambda: flat.mean(axis=2, dtype=np.float32),
+        "max": lambda: flat.max(axis=2).astype(np.float32),
+        "std": lambda: flat.std(axis=2, dtype=np.float32),
+    }
+    return np.concatenate([compute[s]() for s in stats], axis=1)
 
 
 def summary_names(prefix: str, channels: int, stats: tuple[str, ...] = ("mean", "max")) -> list[str]:
