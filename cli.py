@@ -25,7 +25,7 @@ from typing import Optional
 
 import typer
 
-from configs import Config, ConfigError, load_config
+from configs import Config, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n")[0])
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")

@@ -30,6 +30,12 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
 
 
+def _require_known(values: list[str], known: tuple[str, ...], what: str) -> None:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; choose from {list(known)}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -76,9 +82,7 @@ class BackboneConfig(_Strict):
     @field_validator("taps")
     @classmethod
     def _known_taps(cls, taps: list[str]) -> list[str]:
-        unknown = [t for t in taps if t not in TAP_NAMES]
-        if unknown:
-            raise ValueError(f"unknown tap(s) {unknown}; choose from {list(TAP_NAMES)}")
+        _require_known(taps, TAP_NAMES, "tap")
         if not taps:
             raise ValueError("needs at least one tap")
         return sorted(set(taps), key=TAP_NAMES.index)
@@ -99,9 +103,7 @@ class AugmentConfig(_Strict):
     @field_validator("ops")
     @classmethod
     def _known_ops(cls, ops: list[str]) -> list[str]:
-        unknown = [o for o in ops if o not in AUGMENT_OPS]
-        if unknown:
-            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENT_OPS)}")
+        _require_known(ops, AUGMENT_OPS, "augmentation")
         return ops
 
     @field_validator("explicit")

@@ -66,7 +66,6 @@ def cross_validate(
     threshold: float = 0.5,
     split: str = "grouped",
     shuffle_labels: bool = False,
-    on_fold: Callable[[int, dict[str, float]], None] | None = None,
 ) -> CrossValResult:
     rows = table.rows
     labels = table.labels
@@ -99,8 +98,6 @@ def cross_validate(
         per_fold.append(fold_metrics)
         sizes.append({"fold": fold, "train_rows": int(train.size), "val_videos": videos.height, "val_fake": int(videos["label"].sum())})
         oof_parts.append(videos)
-        if on_fold is not None:
-            on_fold(fold, fold_metrics)
     columns = ["video_id", "group", "fold", "label", "score"] + (["score_tta"] if has_variants else [])
     oof = pl.concat(oof_parts).select(columns)
     pooled = binary_metrics(oof["label"].to_numpy(), oof["score"].to_numpy(), threshold)

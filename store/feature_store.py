@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -47,7 +46,6 @@ GIVEN_COLUMNS = {"video_id": str, "group": str, "label": np.int8, "variant": np.
 # frames_decoded: frames the decoder produced for the whole video (all its variants and
 # scales together); frames_unique: distinct source frames among the T samples.
 RESULT_COLUMNS = {"frames_decoded": np.int32, "frames_unique": np.int16}
-ROW_COLUMNS = {**GIVEN_COLUMNS, "status": np.int8, "reason": str, **RESULT_COLUMNS}
 
 
 class StoreError(Exception):
@@ -217,23 +215,6 @@ class FeatureStore:
                 "(re-extract into a new store)"
             )
         return cls(group, path)
-
-    @classmethod
-    def wait_until_ready(cls, path: str, n_rows: int, timeout: float, poll: float = 1.0) -> "FeatureStore":
-        """Open the store once its coordinator has made it ``n_rows`` long (other ranks wait)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if cls.exists(path):
-                store = cls.open(path, mode="r+")
-                attrs = store.group.attrs
-                if attrs.get("ready") and attrs.get("n_rows") == n_rows:
-                    return store
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    f"store {path} was not ready with {n_rows} rows after {timeout:.0f} s; "
-                    "is rank 0 running (or run `cli.py store init` first)?"
-                )
-            time.sleep(poll)
 
     # -- reading ------------------------------------------------------------------------------
 

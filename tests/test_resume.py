@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-import polars as pl
 import pytest
 
 from conftest import ROOT, TINY
