@@ -45,8 +45,11 @@ class ScaledClip:
     handcrafted: torch.Tensor | None  # (F,) float32, measured on content pixels only
 
 
-def make_scaled_clips(frames: np.ndarray, box: LetterboxBox, clip: ClipConfig, handcrafted: bool = True) -> dict[int, ScaledClip]:
-    """Letterboxed uint8 frames (T, S, S, 3) and their content box -> {scale: ScaledClip}."""
+def make_scaled_clips(
+    frames: np.ndarray, box: LetterboxBox, clip: ClipConfig, handcrafted: bool = True, meta: dict | None = None
+) -> dict[int, ScaledClip]:
+    """Letterboxed uint8 frames (T, S, S, 3) and their content box -> {scale: ScaledClip};
+    ``meta`` is the video's container metadata for the handcrafted vector."""
     if frames.shape[1] != clip.size or frames.shape[2] != clip.size:
         raise ValueError(f"frames are {frames.shape[1]}x{frames.shape[2]}, expected the letterbox size {clip.size}")
     base = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
@@ -56,7 +59,7 @@ def make_scaled_clips(frames: np.ndarray, box: LetterboxBox, clip: ClipConfig, h
         stats = None
         if handcrafted:
             b = scale_box(box, clip.size, scale)
-            stats = handcrafted_features(content_crop(pixels, b.top, b.left, b.height, b.width))
+            stats = handcrafted_features(content_crop(pixels, b.top, b.left, b.height, b.width), meta)
         out[scale] = ScaledClip(clip=normalise(pixels, clip.mean, clip.std), handcrafted=stats)
     return out
 

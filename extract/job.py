@@ -34,6 +34,7 @@ from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
+META_COLUMNS = ("bitrate", "fps", "width", "height", "duration", "codec")  # from the index's probe
 
 
 class ExtractError(Exception):
@@ -167,7 +168,7 @@ def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
     specs = {}
     for scale in cfg.clip.scales:
         specs[scale] = [
-            ArraySpec("embedding" if tap == "pool" else tap, tap_shape(tap, cfg.clip.frames, scale), cfg.extract.dtype)
+            ArraySpec("embedding" if tap == "pool" else tap, tap_shape(tap, cfg.clip.frames, scale, cfg.backbone.name), cfg.extract.dtype)
             for tap in cfg.backbone.taps
         ]
         if cfg.features.handcrafted:
@@ -289,9 +290,10 @@ class VideoClips(Dataset):
     """Item i: every variant of video i at every scale, from one decode, or the reason it
     could not be read."""
 
-    def __init__(self, paths: list[str], video_ids: list[str], cfg: Config):
+    def __init__(self, paths: list[str], video_ids: list[str], metas: list[dict], cfg: Config):
         self.paths = paths
         self.video_ids = video_ids
+        self.metas = metas
         self.cfg = cfg
 
     def __len__(self) -> int:
@@ -299,7 +301,8 @@ class VideoClips(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         try:
-            return {"index": index, "reason": "", **clips_of_video(self.paths[index], self.video_ids[index], self.cfg)}
+            clips = clips_of_video(self.paths[index], self.video_ids[index], self.cfg, self.metas[index])
+            return {"index": index, "reason": "", **clips}
         except VideoError as err:
             return {"index": index, "clips": None, "reason": str(err)}
         except Exception as err:  # one odd video must not stop a job over thousands
@@ -307,15 +310,16 @@ class VideoClips(Dataset):
             return {"index": index, "clips": None, "reason": reason}
 
 
-def clips_of_video(path: str, video_id: str, cfg: Config) -> dict:
+def clips_of_video(path: str, video_id: str, cfg: Config, meta: dict | None = None) -> dict:
     """Decode once; make variants 0..K; each at every scale. Clips (V, 3, T, s, s) and
-    handcrafted statistics (V, F) per scale, plus what the decoder did."""
+    handcrafted statistics (V, F) per scale, plus what the decoder did. ``meta``: the
+    index's container metadata of the video (for the handcrafted vector)."""
     decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
     with one_thread():  # the same bytes in a worker (one thread) and in the main process
-        return _variants_at_scales(decoded, video_id, cfg)
+        return _variants_at_scales(decoded, video_id, cfg, meta)
 
 
-def _variants_at_scales(decoded: DecodedClip, video_id: str, cfg: Config) -> dict:
+def _variants_at_scales(decoded: DecodedClip, video_id: str, cfg: Config, meta: dict | None) -> dict:
     plans = variant_ops(cfg.augment, video_id, cfg.clip.frames)
     n_var, frames = len(plans), cfg.clip.frames
     # filled in place: peak memory is one copy of the outputs plus one variant in flight
@@ -323,7 +327,7 @@ def _variants_at_scales(decoded: DecodedClip, video_id: str, cfg: Config) -> dic
     stats = {s: np.empty((n_var, len(HANDCRAFTED_NAMES)), dtype=np.float32) for s in cfg.clip.scales}
     for k, ops in enumerate(plans):
         variant = make_variant(decoded.frames, decoded.box, ops)
-        for scale, scaled in make_scaled_clips(variant, decoded.box, cfg.clip, cfg.features.handcrafted).items():
+        for scale, scaled in make_scaled_clips(variant, decoded.box, cfg.clip, cfg.features.handcrafted, meta).items():
             clips[scale][k] = scaled.clip
             if scaled.handcrafted is not None:
                 stats[scale][k] = scaled.handcrafted.numpy()
@@ -375,6 +379,7 @@ class _Job:
     path: str
     video_id: str
     last_in_shard: bool
+    meta: dict  # the index's container metadata (see features.handcrafted.container_features)
 
 
 def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int) -> tuple[list[_Job], list[int], int]:
@@ -388,6 +393,8 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
     markers = store.markers()
     video_ids = store.rows().filter(pl.col("variant") == 0)["video_id"].to_list()
     paths = dict(zip(samples["video_id"].to_list(), samples["path"].to_list()))
+    meta_columns = [c for c in META_COLUMNS if c in samples.columns]
+    metas = dict(zip(samples["video_id"].to_list(), samples.select(meta_columns).to_dicts()))
     jobs: list[_Job] = []
     shards: list[int] = []
     skipped = 0
@@ -408,7 +415,7 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
         skipped += kept
         shards.append(shard)
         for v in range(first + kept, last):
-            jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1))
+            jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1, metas[video_ids[v]]))
     return jobs, shards, skipped
 
 
@@ -450,7 +457,7 @@ def run_extract(
     )
     writer = ShardWriter(store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs], rank=rank)
     loader = DataLoader(
-        VideoClips([j.path for j in jobs], [j.video_id for j in jobs], cfg),
+        VideoClips([j.path for j in jobs], [j.video_id for j in jobs], [j.meta for j in jobs], cfg),
         batch_size=1,
         shuffle=False,
         num_workers=cfg.extract.num_workers,

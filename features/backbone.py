@@ -126,10 +126,11 @@ def build_backbone(
 class BackboneTaps(nn.Module):
     """Runs a torchvision video ResNet and returns the requested named outputs.
 
-    Tap shapes for an input (B, 3, T, S, S): stem and layer1 (B, 64, T, S/2, S/2); layer2
-    (B, 128, T/2, S/4, S/4); layer3 (B, 256, T/4, S/8, S/8); layer4 (B, 512, T/8, S/16, S/16)
-    (each halving rounds up); pool (B, 512), the global average of layer4. The forward
-    pass stops after the deepest requested tap.
+    Tap shapes for an input (B, 3, T, S, S), r3d_18 and r2plus1d_18: stem and layer1
+    (B, 64, T, S/2, S/2); layer2 (B, 128, T/2, S/4, S/4); layer3 (B, 256, T/4, S/8, S/8);
+    layer4 (B, 512, T/8, S/16, S/16) (each halving rounds up); pool (B, 512), the global
+    average of layer4. mc3_18 keeps T throughout (see ``tap_shape``). The forward pass
+    stops after the deepest requested tap.
     """
 
     def __init__(self, backbone: nn.Module, taps: list[str] | tuple[str, ...]):
@@ -156,18 +157,22 @@ class BackboneTaps(nn.Module):
         return out
 
 
-def tap_shape(tap: str, frames: int, size: int) -> tuple[int, ...]:
-    """Per-clip shape of a tap's output for T=frames, S=size (without the batch axis)."""
+def tap_shape(tap: str, frames: int, size: int, backbone: str = "r3d_18") -> tuple[int, ...]:
+    """Per-clip shape of a tap's output for T=frames, S=size (without the batch axis).
+
+    r3d_18 and r2plus1d_18 halve time in layers 2-4; mc3_18 (3D convolutions only in its
+    stem and layer1) keeps all T frames. Each halving rounds up (kernel 3, stride 2, pad 1).
+    """
     if tap == "pool":
         return (TAP_CHANNELS["pool"],)
-    halvings = {"stem": (0, 1), "layer1": (0, 1), "layer2": (1, 2), "layer3": (2, 3), "layer4": (3, 4)}[tap]
+    time_halvings, space_halvings = {"stem": (0, 1), "layer1": (0, 1), "layer2": (1, 2), "layer3": (2, 3), "layer4": (3, 4)}[tap]
+    if backbone == "mc3_18":
+        time_halvings = 0
 
     def shrink(n: int, times: int) -> int:
         for _ in range(times):
-            n = (n + 1) // 2  # kernel 3, stride 2, padding 1
+            n = (n + 1) // 2
         return n
 
-    t = shrink(frames, halvings[0])
-    s = shrink(size, halvings[1])
-    return (TAP_CHANNELS[tap], t, s, s)
-
+    s = shrink(size, space_halvings)
+    return (TAP_CHANNELS[tap], shrink(frames, time_halvings), s, s)

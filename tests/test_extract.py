@@ -14,7 +14,7 @@ from conftest import ROOT, TINY
 from configs import load_config
 from extract.clips import make_scaled_clips, make_variant, variant_ops
 from extract.demo_data import make_demo_dataset
-from extract.job import run_extract
+from extract.job import META_COLUMNS, run_extract
 from extract.sources import build_index, write_index
 from extract.video import decode_clip
 from store import FeatureStore
@@ -80,16 +80,18 @@ def test_stored_parameters_reproduce_the_variant(stores, samples):
     store = stores[2]
     cfg = config()
     rows = store.rows()
-    paths = dict(zip(*pl.read_parquet(samples).select("video_id", "path").to_dict(as_series=False).values()))
+    table = pl.read_parquet(samples)
     video_id = rows["video_id"][3 * (K + 1)]
+    indexed = table.filter(pl.col("video_id") == video_id).row(0, named=True)
+    meta = {k: indexed[k] for k in META_COLUMNS}
     mine = rows.filter(pl.col("video_id") == video_id)
     assert mine["variant"].to_list() == list(range(K + 1))
     plans = [json.loads(text) for text in mine["augment"].to_list()]
     assert plans == variant_ops(cfg.augment, video_id, cfg.clip.frames)
     assert plans[0] == [] and all(plans[1:])
-    decoded = decode_clip(paths[video_id], cfg.clip.frames, cfg.clip.size)
+    decoded = decode_clip(indexed["path"], cfg.clip.frames, cfg.clip.size)
     for row, ops in zip(mine["row"].to_list(), plans):
-        again = make_scaled_clips(make_variant(decoded.frames, decoded.box, ops), decoded.box, cfg.clip)
+        again = make_scaled_clips(make_variant(decoded.frames, decoded.box, ops), decoded.box, cfg.clip, meta=meta)
         for scale, scaled in again.items():
             stored = store.read(scale, "handcrafted", [row])[0]
             assert np.array_equal(stored, scaled.handcrafted.numpy(), equal_nan=True), (row, scale)
