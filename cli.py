@@ -7,7 +7,9 @@
     python cli.py clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
     python cli.py store info|validate STORE              # describe / check a store
     python cli.py store init --samples S --store STORE  # create or grow a store (before array jobs)
-    python cli.py train gbm --store STORE [--folds 5] [--seed 0] [--out runs]
+    python cli.py train gbm|logreg|inception --store STORE [--folds 5] [--seed 0] [--out runs]
+    python cli.py runs compare RUN... [--sort roc_auc] [--out table]
+    python cli.py sweep gbm --store STORE --grid configs/sweeps/gbm.yaml [--nested]
 
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
 ``configs/default.yaml`` lists them all. Commands are thin: the work lives in extract/,
@@ -110,17 +112,21 @@ def demo(
     _print_extract_report(report)
 
     features = "+".join(cfg.train.features)
-    typer.echo(f"[4/4] train gbm on {features} (grouped stratified {cfg.train.folds}-fold), then the other feature sets")
+    typer.echo(f"[4/4] train gbm on {features} (grouped stratified {cfg.train.folds}-fold), then {', '.join(cfg.demo.also_train)}")
     run_dir, result = train_head("gbm", store, cfg)
     others = []
-    for feature_set in cfg.demo.also_train:
-        other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"features": feature_set})})
-        others.append(train_head("gbm", store, other)[1])
+    for spec in cfg.demo.also_train:
+        head, _, arrays = spec.partition(":")
+        key = "tap" if head == "inception" else "features"
+        value = arrays if head == "inception" else arrays.split("+")
+        other = cfg.model_copy(update={"train": cfg.train.model_copy(update={key: value})})
+        others.append(train_head(head, store, other)[1])
     typer.echo(format_summary(result))
     typer.echo("")
     typer.echo(format_comparison([result, *others]))
     if cfg.backbone.weights == "random":
-        typer.echo("(backbone weights are random here: embeddings mean little; use backbone.weights=kinetics400 on real data)")
+        typer.echo("(backbone weights are random here: embeddings and maps mean little; use backbone.weights=kinetics400 on real data)")
+    typer.echo(f"open {run_dir / 'report.html'} for the plots")
     typer.echo(f"\ndone in {time.perf_counter() - started:.0f} s")
     typer.echo(f"  dataset  {data_dir}\n  samples  {samples}\n  store    {store}  (python cli.py store info {store})\n  runs     {run_dir.parent}")
 
@@ -268,7 +274,7 @@ def store_info(
 
 @app.command()
 def train(
-    head: str = typer.Argument(..., help="head to train: gbm"),
+    head: str = typer.Argument(..., help="head to train: gbm, logreg or inception"),
     store: Path = typer.Option(..., help="feature store"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
@@ -289,6 +295,53 @@ def train(
     typer.echo(f"wrote {run_dir}")
 
 
+runs_app = typer.Typer(no_args_is_help=True, help="Look at trained runs.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("compare")
+def runs_compare(
+    runs: list[Path] = typer.Argument(..., help="run folders (runs/<run-id>)"),
+    sort: str = typer.Option("roc_auc", help="column to sort by, best first"),
+    out: Optional[Path] = typer.Option(None, help="also write OUT.csv and OUT.md"),
+) -> None:
+    """Print trained runs side by side (and write them as CSV and markdown)."""
+    from heads.runs import format_comparison, load_summaries, write_comparison
+
+    summaries = load_summaries(runs)
+    typer.echo(format_comparison(summaries, sort))
+    if out:
+        csv_path, md_path = write_comparison(summaries, out, sort)
+        typer.echo(f"wrote {csv_path} and {md_path}")
+
+
+@app.command()
+def sweep(
+    head: str = typer.Argument(..., help="head to sweep: gbm, logreg or inception"),
+    store: Path = typer.Option(..., help="feature store"),
+    grid: Path = typer.Option(..., help="YAML: dotted config keys -> lists of values"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    nested: bool = typer.Option(False, help="also estimate the chosen point honestly (nested selection; gbm, logreg)"),
+) -> None:
+    """Cross-validate every point of a grid, reading the store once; compare them."""
+    from heads.runs import format_comparison, write_comparison
+    from heads.sweep import run_sweep
+
+    runs, summaries, estimate = run_sweep(head, store, grid, config=config, overrides=overrides, nested=nested)
+    for run, summary in zip(runs, summaries):
+        typer.echo(f"{run.name}: {summary['sweep_point']}")
+    typer.echo(format_comparison(summaries, "roc_auc"))
+    csv_path, md_path = write_comparison(summaries, runs[0].parent / f"sweep-{runs[0].name}", "roc_auc")
+    typer.echo(f"wrote {csv_path} and {md_path}")
+    if estimate:
+        auc = estimate["metrics"]["roc_auc"]
+        typer.echo(
+            f"nested estimate of the sweep's choice: roc_auc {auc['mean']:.3f} ± {auc['std']:.3f} (pooled {estimate['pooled']['roc_auc']:.3f}); "
+            f"points chosen per outer fold: {estimate['chosen_point_per_fold']}. The best point's score above is optimistic."
+        )
+
+
 # Errors a user can cause, printed as one line instead of a traceback. Checked by module
 # name: an error class can only have been raised if its module was imported, so the
 # check never imports torch just to print a message.
@@ -301,6 +354,7 @@ USER_ERRORS = {
     "heads.train": "HeadError",
     "heads.features_table": "HeadDataError",
     "heads.splits": "SplitError",
+    "heads.runs": "RunError",
 }
 
 

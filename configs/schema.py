@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -164,17 +164,69 @@ class GbmParams(_Strict):
     num_threads: int = Field(0, ge=0, description="0 = LightGBM's default (all cores)")
 
 
+class LogregParams(_Strict):
+    """Standardised logistic regression (scikit-learn); missing values take the training median."""
+
+    C: float = Field(0.3, gt=0, description="inverse L2 strength")
+    max_iter: int = Field(2000, ge=10)
+
+
+class InceptionParams(_Strict):
+    """The Inception3D head on a stored map, and how it trains on a CPU."""
+
+    preset: Literal["default", "seed"] = Field(
+        "default", description="seed: the original head (512 -> 4x128, no bottleneck, ~10 M parameters)"
+    )
+    branch_channels: int = Field(32, ge=1, description="output channels of each of the four branches")
+    bottleneck: int | None = Field(32, ge=1, description="1x1x1 reduction before the 3x3x3 and 5x5x5 convs (null: none)")
+    dropout: float = Field(0.5, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    epochs: int = Field(30, ge=1)
+    warmup_epochs: float = Field(2, ge=0)
+    patience: int = Field(5, ge=1, description="epochs without a better inner-validation loss before stopping")
+    batch_size: int = Field(32, ge=1)
+    balance: Literal["class_weights", "balanced_batches"] = "class_weights"
+    grad_clip: float = Field(1.0, gt=0)
+    variants_per_epoch: int | None = Field(
+        1, ge=1, description="variants of each training video seen per epoch (a fresh draw each epoch; null: all)"
+    )
+    refit: bool = Field(False, description="after the inner hold-out, retrain on all training rows for the best epoch count")
+    cache_mb: float = Field(2048, ge=0, description="keep the head's maps in RAM when they fit in this")
+    threads: int = Field(0, ge=0, description="torch threads (0: all cores)")
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> "InceptionParams":
+        if self.preset == "seed":
+            object.__setattr__(self, "branch_channels", 128)
+            object.__setattr__(self, "bottleneck", None)
+        return self
+
+
 class TrainConfig(_Strict):
     """Head training: which store arrays, which split, where the run goes."""
 
     folds: int = Field(5, ge=2)
     seed: int = 0
     scale: int | None = Field(None, description="store scale to read (default: the store's largest)")
-    features: list[str] = Field(default_factory=lambda: ["embedding", "handcrafted"])
-    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a video is called fake")
+    features: list[str] = Field(
+        default_factory=lambda: ["embedding", "handcrafted"], description="arrays for gbm and logreg (maps enter as channel mean/max)"
+    )
+    tap: str = Field("layer4", description="the stored map the inception head reads")
+    inner_holdout: float = Field(
+        0.2, ge=0, lt=0.6,
+        description="inception: share of the training groups held out in each fold for early stopping, threshold and calibration",
+    )
+    inner_folds: int = Field(
+        3, ge=0, description="gbm/logreg: inner grouped folds of the training rows whose predictions set threshold and calibration (0: use inner_holdout)"
+    )
+    calibration: Literal["none", "platt", "isotonic"] = "none"
     shuffle_labels: bool = Field(False, description="permutation check: train on group-shuffled labels")
+    bootstrap: int = Field(1000, ge=0, description="resamples of videos for the pooled ROC-AUC interval")
     out: str = "runs"
     gbm: GbmParams = Field(default_factory=GbmParams)
+    logreg: LogregParams = Field(default_factory=LogregParams)
+    inception: InceptionParams = Field(default_factory=InceptionParams)
 
 
 class DemoConfig(_Strict):
@@ -186,10 +238,19 @@ class DemoConfig(_Strict):
     height: int = Field(96, ge=32)
     n_frames: int = Field(32, ge=8)
     fps: int = Field(24, ge=1)
-    also_train: list[list[str]] = Field(
-        default_factory=lambda: [["embedding"], ["embedding", "handcrafted"]],
-        description="feature sets the demo trains besides train.features, for comparison",
+    also_train: list[str] = Field(
+        default_factory=lambda: ["gbm:embedding", "gbm:embedding+handcrafted", "logreg:handcrafted", "inception:layer4"],
+        description="runs the demo trains besides `gbm` on train.features, as head:array+array (inception: head:tap)",
     )
+
+    @field_validator("also_train")
+    @classmethod
+    def _head_and_arrays(cls, runs: list[str]) -> list[str]:
+        for run in runs:
+            head, sep, arrays = run.partition(":")
+            if not sep or head not in ("gbm", "logreg", "inception") or not arrays:
+                raise ValueError(f"{run!r} must look like head:array[+array], head one of gbm, logreg, inception")
+        return runs
 
     @field_validator("width", "height")
     @classmethod

@@ -103,13 +103,21 @@ def row_table(samples: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         for video_id in samples["video_id"].to_list()
         for plan in variant_ops(cfg.augment, video_id, cfg.clip.frames)
     ]
+    def per_video(column: str, default) -> np.ndarray:
+        values = samples[column].fill_null(default) if column in samples.columns else pl.repeat(default, samples.height, eager=True)
+        return np.repeat(values.to_numpy(), n_var)
+
     return pl.DataFrame(
         {
-            "video_id": np.repeat(samples["video_id"].to_numpy(), n_var),
+            "video_id": per_video("video_id", ""),
             "group": np.repeat(samples["group"].cast(pl.String).to_numpy(), n_var),
-            "label": np.repeat(samples["label"].to_numpy(), n_var).astype(np.int8),
+            "label": per_video("label", 0).astype(np.int8),
             "variant": np.tile(np.arange(n_var, dtype=np.int16), samples.height),
             "augment": ops,
+            "platform": per_video("platform", "").astype(str),
+            "width": per_video("width", np.nan).astype(np.float32),
+            "height": per_video("height", np.nan).astype(np.float32),
+            "duration": per_video("duration", np.nan).astype(np.float32),
         }
     )
 

@@ -1,112 +1,278 @@
 """k-fold cross-validation at video level, the same for every head.
 
-A head supplies ``fit_predict(train_rows, val_rows, labels) -> scores``. This module makes
-the folds (grouped and stratified, or the naive row-level split that exists only to show
-leakage), audits them, trains on every row of the training folds (augmented variants
-included) and scores the validation fold on original clips only, averaged per video.
-When the store has augmented variants, scores averaged over all of a validation video's
-variants (test-time augmentation) are reported beside, never instead.
+Folds are grouped and stratified (or naive, row-level, only to show leakage) and audited.
+In each fold:
+
+1. heads that refit (gbm, logreg) get out-of-fold predictions for every training video
+   from inner grouped folds of the training rows; the inception head, which needs
+   early stopping, holds out a share of the training groups and watches it;
+2. the decision threshold (best F1) and, if asked, a Platt or isotonic calibration are
+   fitted on those training-side predictions (original clips, per video) and never see
+   the validation fold;
+3. heads that refit then train once on all training rows;
+4. the validation fold is scored on original clips, averaged per video; scores averaged
+   over every variant (test-time augmentation) are reported apart, never instead.
+
+Augmented variants of training videos train; validation never sees a variant's label.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
-from heads.features_table import FeatureTable
-from heads.metrics import binary_metrics, summarise_folds
+from heads.base import Fitted, Head
+from heads.metrics import binary_metrics, bootstrap_auc_interval, choose_threshold, summarise_folds
 from heads.splits import audit_folds, grouped_stratified_folds, naive_row_folds, shuffle_labels_by_group
 
-FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 SPLITS = ("grouped", "naive")
 
 
 @dataclass
+class FoldResult:
+    fold: int
+    fitted: Fitted
+    threshold: float
+    calibrator: object | None
+
+
+@dataclass
 class CrossValResult:
-    oof: pl.DataFrame  # one row per video: video_id, group, fold, label, score (and score_tta)
+    oof: pl.DataFrame  # one row per video: video_id, group, fold, label, prob, threshold (and prob_tta)
     per_fold: list[dict[str, float]]
     metrics: dict[str, dict]
     pooled: dict[str, float]
+    auc_interval: tuple[float, float]
     audit: dict
     fold_sizes: list[dict[str, int]]
-    tta: dict | None = None  # the same metrics with scores averaged over every variant
+    thresholds: list[float]
+    tta: dict | None = None
+    curves: list[dict] = field(default_factory=list)  # every fold's training curve, fold-tagged
+    folds: list[FoldResult] = field(default_factory=list)
 
 
-def _per_video(rows: pl.DataFrame, index: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
-    """Clip scores -> one score per video (the mean over its clips)."""
-    clips = pl.DataFrame(
-        {"video_id": rows["video_id"].to_numpy()[index], "group": rows["group"].to_numpy()[index], "label": labels[index], "score": scores}
+def per_video(rows: pl.DataFrame, index: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> pl.DataFrame:
+    """Clip probabilities -> one per video (the mean over its clips)."""
+    clips = rows[index].select("video_id", "group", "platform", "width", "height", "duration").with_columns(
+        pl.Series("label", labels[index]), pl.Series("prob", probs)
     )
-    return clips.group_by("video_id", maintain_order=True).agg(pl.col("group").first(), pl.col("label").first(), pl.col("score").mean())
+    return clips.group_by("video_id", maintain_order=True).agg(
+        pl.col("group", "platform", "width", "height", "duration", "label").first(), pl.col("prob").mean()
+    )
+
+
+def video_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold per row from folds of its video, assigned by group and stratified by label."""
+    videos = rows.with_columns(pl.Series("y", labels)).group_by("video_id", maintain_order=True).agg(
+        pl.col("group").first(), pl.col("y").first()
+    )
+    folds = grouped_stratified_folds(videos["y"].to_numpy(), videos["group"].to_numpy(), n_folds, seed)
+    lookup = dict(zip(videos["video_id"].to_list(), folds.tolist()))
+    return np.array([lookup[v] for v in rows["video_id"].to_list()], dtype=np.int64)
 
 
 def assign_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int, split: str) -> np.ndarray:
-    """Fold per row. ``grouped``: by near-duplicate group, stratified on video labels."""
     if split == "naive":
         return naive_row_folds(rows.height, n_folds, seed)
     if split != "grouped":
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
-    videos = rows.with_columns(pl.Series("y", labels)).group_by("video_id", maintain_order=True).agg(
-        pl.col("group").first(), pl.col("y").first()
+    return video_folds(rows, labels, n_folds, seed)
+
+
+def inner_holdout(rows: pl.DataFrame, train: np.ndarray, labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training rows by group: (rows to fit, rows held out), about ``share`` of
+    the groups held out, stratified by label. Falls back to no hold-out when too small."""
+    if share <= 0:
+        return train, np.empty(0, dtype=np.int64)
+    n_parts = max(2, round(1 / share))
+    sub = rows[train]
+    try:
+        parts = video_folds(sub, labels[train], n_parts, seed)
+    except ValueError:
+        return train, np.empty(0, dtype=np.int64)
+    return train[parts != 0], train[parts == 0]
+
+
+def fit_calibrator(kind: str, probs: np.ndarray, labels: np.ndarray):
+    """A map from raw to calibrated probabilities fitted on hold-out predictions."""
+    if kind == "none" or len(np.unique(labels)) < 2:
+        return None
+    if kind == "platt":
+        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+        model = LogisticRegression(C=1e6).fit(logit[:, None], labels)
+        return ("platt", model)
+    model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(probs, labels)
+    return ("isotonic", model)
+
+
+def calibrate(calibrator, probs: np.ndarray) -> np.ndarray:
+    if calibrator is None:
+        return probs
+    kind, model = calibrator
+    if kind == "platt":
+        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+        return model.predict_proba(logit[:, None])[:, 1]
+    return model.predict(probs)
+
+
+@dataclass
+class FoldOutcome:
+    videos: pl.DataFrame  # the validation videos: label, prob, threshold (and prob_tta)
+    metrics: dict[str, float]
+    tta_metrics: dict[str, float] | None
+    size: dict[str, int]
+    curves: list[dict]
+    result: FoldResult
+
+
+def _inner_predictions(
+    head: Head, rows: pl.DataFrame, labels: np.ndarray, train: np.ndarray, k: int, seed: int, fold: int
+) -> tuple[np.ndarray, pl.DataFrame | None, list[dict]]:
+    """Per-video out-of-fold probabilities over the training videos, from k inner grouped
+    folds of the training rows (the outer validation fold is never touched)."""
+    is_original = rows["variant"].to_numpy() == 0
+    try:
+        inner = video_folds(rows[train], labels[train], k, seed)
+    except ValueError:
+        return train, None, []
+    parts, curves = [], []
+    for j in range(k):
+        watch = train[(inner == j) & is_original[train]]
+        fitted = head.fit(train[inner != j], watch, labels, seed + j)
+        curves += [{"fold": fold, "stage": f"inner{j}", **c} for c in fitted.curves]
+        parts.append(per_video(rows, watch, labels, head.predict(fitted, watch)))
+    return train, pl.concat(parts), curves
+
+
+def evaluate_fold(
+    head: Head,
+    rows: pl.DataFrame,
+    labels: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    fold: int,
+    *,
+    seed: int,
+    holdout: float,
+    calibration: str,
+    inner_folds: int = 3,
+) -> FoldOutcome:
+    """Train on ``train``, score ``val``: steps 1-4 above."""
+    is_original = rows["variant"].to_numpy() == 0
+    has_variants = bool((~is_original).any())
+    if head.refit and inner_folds > 1:
+        # threshold and calibration from out-of-fold predictions over all the training
+        # videos (inner grouped folds), then one fit on every training row
+        fit_rows, held_videos, curves = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
+        fitted = head.fit(train, None, labels, seed + fold)
+        curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
+        held_originals = held_videos["video_id"]
+    else:
+        # one inner hold-out of groups: early stopping, threshold and calibration
+        fit_rows, held = inner_holdout(rows, train, labels, holdout, seed + 100 + fold)
+        held_originals = held[is_original[held]]
+        fitted = head.fit(fit_rows, held_originals if len(held_originals) else None, labels, seed + fold)
+        curves = [{"fold": fold, "stage": "fit", **c} for c in fitted.curves]
+        held_videos = per_video(rows, held_originals, labels, head.predict(fitted, held_originals)) if len(held_originals) else None
+        if held_videos is not None and head.refit:
+            fitted = head.fit(train, None, labels, seed + fold, epochs=fitted.best_epoch)
+            curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
+    threshold, calibrator = 0.5, None
+    if held_videos is not None and held_videos.height:
+        calibrator = fit_calibrator(calibration, held_videos["prob"].to_numpy(), held_videos["label"].to_numpy())
+        threshold = choose_threshold(held_videos["label"].to_numpy(), calibrate(calibrator, held_videos["prob"].to_numpy()))
+    scored = val if has_variants else val[is_original[val]]
+    probs = calibrate(calibrator, head.predict(fitted, scored))
+    originals = is_original[scored]
+    videos = per_video(rows, scored[originals], labels, probs[originals])
+    tta_metrics = None
+    if has_variants:
+        averaged = per_video(rows, scored, labels, probs).select("video_id", pl.col("prob").alias("prob_tta"))
+        videos = videos.join(averaged, on="video_id", how="left")
+        tta_metrics = binary_metrics(videos["label"].to_numpy(), videos["prob_tta"].to_numpy(), threshold)
+    videos = videos.with_columns(pl.lit(fold).alias("fold"), pl.lit(threshold).alias("threshold"))
+    size = {"fold": fold, "train_rows": int(len(fit_rows)), "threshold_videos": int(len(held_originals)),
+            "val_videos": videos.height, "val_fake": int(videos["label"].sum())}
+    return FoldOutcome(
+        videos=videos,
+        metrics=binary_metrics(videos["label"].to_numpy(), videos["prob"].to_numpy(), threshold),
+        tta_metrics=tta_metrics,
+        size=size,
+        curves=curves,
+        result=FoldResult(fold, fitted, threshold, calibrator),
     )
-    video_folds = grouped_stratified_folds(videos["y"].to_numpy(), videos["group"].to_numpy(), n_folds, seed)
-    lookup = dict(zip(videos["video_id"].to_list(), video_folds.tolist()))
-    return np.array([lookup[v] for v in rows["video_id"].to_list()], dtype=np.int64)
+
+
+def pool(outcomes: list[FoldOutcome], audit: dict, bootstrap: int, seed: int) -> CrossValResult:
+    """Fold outcomes -> out-of-fold table, per-fold and pooled metrics, AUC interval."""
+    oof = pl.concat([o.videos for o in outcomes], how="diagonal")
+    has_variants = "prob_tta" in oof.columns
+    lead = ["video_id", "group", "fold", "label", "prob", "threshold"] + (["prob_tta"] if has_variants else [])
+    oof = oof.select(lead + [c for c in oof.columns if c not in lead])
+    y, p, t = oof["label"].to_numpy(), oof["prob"].to_numpy(), oof["threshold"].to_numpy()
+    pooled = binary_metrics(y, p, 0.5)
+    pooled.update(_thresholded(y, p, t))  # each video at its own fold's threshold
+    tta = None
+    if has_variants:
+        tta_pooled = binary_metrics(y, oof["prob_tta"].to_numpy(), 0.5)
+        tta_pooled.update(_thresholded(y, oof["prob_tta"].to_numpy(), t))
+        tta = {"metrics": summarise_folds([o.tta_metrics for o in outcomes]), "pooled": tta_pooled}
+    return CrossValResult(
+        oof=oof,
+        per_fold=[o.metrics for o in outcomes],
+        metrics=summarise_folds([o.metrics for o in outcomes]),
+        pooled=pooled,
+        auc_interval=bootstrap_auc_interval(y, p, n=bootstrap, seed=seed) if bootstrap else (float("nan"), float("nan")),
+        audit=audit,
+        fold_sizes=[o.size for o in outcomes],
+        thresholds=[o.result.threshold for o in outcomes],
+        tta=tta,
+        curves=[c for o in outcomes for c in o.curves],
+        folds=[o.result for o in outcomes],
+    )
 
 
 def cross_validate(
-    table: FeatureTable,
-    fit_predict: FitPredict,
+    head: Head,
+    rows: pl.DataFrame,
+    labels: np.ndarray,
     *,
     n_folds: int,
     seed: int = 0,
-    threshold: float = 0.5,
     split: str = "grouped",
     shuffle_labels: bool = False,
+    holdout: float = 0.2,
+    inner_folds: int = 3,
+    calibration: str = "none",
+    bootstrap: int = 1000,
 ) -> CrossValResult:
-    rows = table.rows
-    labels = table.labels
+    """``rows``: the head's table of done rows (video_id, group, variant, platform, width,
+    height, duration); ``labels``: one per row."""
     groups = rows["group"].to_numpy()
     if shuffle_labels:
         labels = shuffle_labels_by_group(labels, groups, seed + 1)
     folds = assign_folds(rows, labels, n_folds, seed, split)
     audit = audit_folds(folds, rows["video_id"].to_numpy(), groups)
     is_original = rows["variant"].to_numpy() == 0
-
-    has_variants = bool((~is_original).any())
-
-    oof_parts, per_fold, sizes, tta_per_fold = [], [], [], []
+    outcomes = []
     for fold in range(n_folds):
-        train = np.flatnonzero(folds != fold)
         val = np.flatnonzero(folds == fold)
-        original = is_original[val]
-        if not original.any():
+        if not is_original[val].any():
             continue
-        # the model sees every variant of the validation videos only to report test-time
-        # averaging separately; the headline metrics use the original clips alone
-        scores = fit_predict(train, val if has_variants else val[original], labels)
-        videos = _per_video(rows, val[original], labels, scores[original] if has_variants else scores)
-        if has_variants:
-            averaged = _per_video(rows, val, labels, scores).rename({"score": "score_tta"})
-            videos = videos.join(averaged.select("video_id", "score_tta"), on="video_id", how="left")
-            tta_per_fold.append(binary_metrics(videos["label"].to_numpy(), videos["score_tta"].to_numpy(), threshold))
-        videos = videos.with_columns(pl.lit(fold).alias("fold"))
-        fold_metrics = binary_metrics(videos["label"].to_numpy(), videos["score"].to_numpy(), threshold)
-        per_fold.append(fold_metrics)
-        sizes.append({"fold": fold, "train_rows": int(train.size), "val_videos": videos.height, "val_fake": int(videos["label"].sum())})
-        oof_parts.append(videos)
-    columns = ["video_id", "group", "fold", "label", "score"] + (["score_tta"] if has_variants else [])
-    oof = pl.concat(oof_parts).select(columns)
-    pooled = binary_metrics(oof["label"].to_numpy(), oof["score"].to_numpy(), threshold)
-    tta = None
-    if has_variants:
-        tta = {
-            "metrics": summarise_folds(tta_per_fold),
-            "pooled": binary_metrics(oof["label"].to_numpy(), oof["score_tta"].to_numpy(), threshold),
-        }
-    return CrossValResult(
-        oof=oof, per_fold=per_fold, metrics=summarise_folds(per_fold), pooled=pooled, audit=audit, fold_sizes=sizes, tta=tta
-    )
+        outcomes.append(
+            evaluate_fold(
+                head, rows, labels, np.flatnonzero(folds != fold), val, fold,
+                seed=seed, holdout=holdout, calibration=calibration, inner_folds=inner_folds,
+            )
+        )
+    return pool(outcomes, audit, bootstrap, seed)
+
+
+def _thresholded(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy, F1, precision, recall with per-video thresholds."""
+    shifted = binary_metrics(labels, probs - thresholds + 0.5, 0.5)
+    return {k: shifted[k] for k in ("accuracy", "balanced_accuracy", "f1", "precision", "recall")}

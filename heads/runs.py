@@ -1,7 +1,13 @@
-"""Run folders: ``runs/<run-id>/`` with the resolved config, summary.json and oof.parquet."""
+"""Run folders and comparisons.
+
+``runs/<run-id>/`` holds ``config.yaml`` (resolved), ``summary.json``, ``oof.parquet``
+(per video: fold, label, probability, threshold), ``metrics.jsonl`` (training curves, one
+line per fold, stage and epoch or boosting round), PNG plots and ``report.html``.
+"""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import math
@@ -15,6 +21,10 @@ import yaml
 from heads.metrics import METRIC_NAMES
 
 
+class RunError(ValueError):
+    """A run folder that does not exist or has no summary."""
+
+
 def new_run_dir(root: str | Path, head: str) -> Path:
     """``root/<UTC time>-<head>-<random>``; created, never reused."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -23,46 +33,53 @@ def new_run_dir(root: str | Path, head: str) -> Path:
     return path
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null, which JSON can hold."""
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null, which JSON can hold; tuples become lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
-def write_run(run_dir: Path, config: dict, summary: dict, oof: pl.DataFrame) -> None:
+def write_run(run_dir: Path, config: dict, summary: dict, oof: pl.DataFrame, curves: list[dict]) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (run_dir / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     oof.write_parquet(run_dir / "oof.parquet")
+    with open(run_dir / "metrics.jsonl", "w") as handle:
+        for record in curves:
+            handle.write(json.dumps(json_safe(record)) + "\n")
+
+
+def _cell(v: float | None) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def format_summary(summary: dict) -> str:
     """A readable table: each metric's mean ± std, per fold, and pooled over all folds."""
     metrics = summary["metrics"]
     n = len(metrics["roc_auc"]["per_fold"])
-
-    def cell(v: float | None) -> str:
-        return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-    head = f"{'metric':<10} {'mean ± std':>15}  " + " ".join(f"{'fold ' + str(i):>7}" for i in range(n)) + f" {'pooled':>7}"
+    head = f"{'metric':<17} {'mean ± std':>15}  " + " ".join(f"{'fold ' + str(i):>7}" for i in range(n)) + f" {'pooled':>7}"
     lines = [head, "-" * len(head)]
     for name in METRIC_NAMES:
         m = metrics[name]
-        mean_std = f"{cell(m['mean'])} ± {cell(m['std'])}"
-        folds = " ".join(f"{cell(v):>7}" for v in m["per_fold"])
-        lines.append(f"{name:<10} {mean_std:>15}  {folds} {cell(summary['pooled'][name]):>7}")
+        mean_std = f"{_cell(m['mean'])} ± {_cell(m['std'])}"
+        folds = " ".join(f"{_cell(v):>7}" for v in m["per_fold"])
+        lines.append(f"{name:<17} {mean_std:>15}  {folds} {_cell(summary['pooled'][name]):>7}")
+    lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary["thresholds"]) + "   (F1-best on training-side predictions)")
     tta = summary.get("tta")
     if tta:
         auc = tta["metrics"]["roc_auc"]
         lines.append(
-            f"{'tta auc':<10} {cell(auc['mean']) + ' ± ' + cell(auc['std']):>15}  "
-            + " ".join(f"{cell(v):>7}" for v in auc["per_fold"])
-            + f" {cell(tta['pooled']['roc_auc']):>7}   (scores averaged over {summary['n_variants']} variants; reported apart)"
+            f"{'tta roc_auc':<17} {_cell(auc['mean']) + ' ± ' + _cell(auc['std']):>15}  "
+            + " ".join(f"{_cell(v):>7}" for v in auc["per_fold"])
+            + f" {_cell(tta['pooled']['roc_auc']):>7}   (probabilities averaged over {summary['n_variants']} variants; reported apart)"
         )
+    lo, hi = summary.get("roc_auc_95ci", [None, None])
+    if lo is not None:
+        lines.append(f"pooled roc_auc 95 % interval (bootstrap over videos): {_cell(lo)} to {_cell(hi)}")
     audit = summary["split_audit"]
     lines.append(
         f"split: {summary['split']} {summary['n_folds']}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
@@ -75,15 +92,90 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def format_comparison(summaries: list[dict]) -> str:
-    """One line per run: head, features, split, ROC-AUC mean ± std and pooled, F1, run id."""
-    head = f"{'head':<6} {'features':<24} {'split':<8} {'roc_auc mean ± std':>19} {'pooled':>7} {'tta':>6} {'f1':>6}  run"
-    lines = [head, "-" * len(head)]
+COMPARE_COLUMNS = ("head", "features", "split", "roc_auc", "roc_auc_std", "pooled_auc", "auc_95ci", "tta_auc", "pr_auc",
+                   "balanced_accuracy", "f1", "log_loss", "ece", "videos", "seconds", "run")
+
+
+def comparison_rows(summaries: list[dict]) -> list[dict]:
+    rows = []
     for s in summaries:
-        auc = s["metrics"]["roc_auc"]
-        tta = f"{s['tta']['pooled']['roc_auc']:>6.3f}" if s.get("tta") else f"{'-':>6}"
+        m = s["metrics"]
+        ci = s.get("roc_auc_95ci") or [None, None]
+        rows.append(
+            {
+                "head": s["head"],
+                "features": "+".join(s["features"]),
+                "split": s["split"] + ("/shuffled" if s.get("shuffle_labels") else ""),
+                "roc_auc": m["roc_auc"]["mean"],
+                "roc_auc_std": m["roc_auc"]["std"],
+                "pooled_auc": s["pooled"]["roc_auc"],
+                "auc_95ci": f"{_cell(ci[0])}-{_cell(ci[1])}" if ci[0] is not None else "",
+                "tta_auc": s["tta"]["pooled"]["roc_auc"] if s.get("tta") else None,
+                "pr_auc": m["pr_auc"]["mean"],
+                "balanced_accuracy": m["balanced_accuracy"]["mean"],
+                "f1": m["f1"]["mean"],
+                "log_loss": m["log_loss"]["mean"],
+                "ece": m["ece"]["mean"],
+                "videos": s["n_videos"],
+                "seconds": s.get("seconds"),
+                "run": s["run_id"],
+            }
+        )
+    return rows
+
+
+def sorted_rows(summaries: list[dict], sort: str | None) -> list[dict]:
+    """Comparison rows, best first by ``sort`` (largest first; smallest first for losses)."""
+    rows = comparison_rows(summaries)
+    if sort:
+        if sort not in COMPARE_COLUMNS or sort in ("head", "features", "split", "auc_95ci", "run"):
+            raise RunError(f"cannot sort by {sort!r}; choose a number column of {list(COMPARE_COLUMNS)}")
+        descending = sort not in ("log_loss", "ece", "seconds")
+        rows.sort(key=lambda r: (r[sort] is None, -(r[sort] or 0) if descending else (r[sort] or 0)))
+    return rows
+
+
+def format_comparison(summaries: list[dict], sort: str | None = None) -> str:
+    """One line per run, sorted by ``sort``."""
+    rows = sorted_rows(summaries, sort)
+    head = (f"{'head':<10} {'features':<24} {'split':<9} {'roc_auc ± std':>15} {'pooled':>7} {'95% CI':>12} {'tta':>6} "
+            f"{'bal_acc':>7} {'f1':>6} {'logloss':>7} {'ece':>6}  run")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        tta = _cell(r["tta_auc"]) if r["tta_auc"] is not None else "-"
         lines.append(
-            f"{s['head']:<6} {'+'.join(s['features']):<24} {s['split']:<8} "
-            f"{auc['mean']:>11.3f} ± {auc['std']:.3f} {s['pooled']['roc_auc']:>7.3f} {tta} {s['metrics']['f1']['mean']:>6.3f}  {s['run_id']}"
+            f"{r['head']:<10} {r['features'][:24]:<24} {r['split']:<9} {_cell(r['roc_auc']) + ' ± ' + _cell(r['roc_auc_std']):>15} "
+            f"{_cell(r['pooled_auc']):>7} {r['auc_95ci']:>12} {tta:>6} {_cell(r['balanced_accuracy']):>7} {_cell(r['f1']):>6} "
+            f"{_cell(r['log_loss']):>7} {_cell(r['ece']):>6}  {r['run']}"
         )
     return "\n".join(lines)
+
+
+def load_summaries(run_dirs: list[str | Path]) -> list[dict]:
+    summaries = []
+    for run in run_dirs:
+        path = Path(run) / "summary.json"
+        if not path.is_file():
+            raise RunError(f"{run} is not a run folder (no summary.json)")
+        summaries.append(json.loads(path.read_text()))
+    return summaries
+
+
+def write_comparison(summaries: list[dict], out: str | Path, sort: str | None = None) -> tuple[Path, Path]:
+    """``out``.csv and ``out``.md with the comparison rows."""
+    rows = sorted_rows(summaries, sort)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(COMPARE_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def show(v):
+        return _cell(v) if isinstance(v, float) or v is None else str(v)
+
+    lines = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
+    lines += ["| " + " | ".join(show(r[c]) for c in COMPARE_COLUMNS) + " |" for r in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path

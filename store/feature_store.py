@@ -38,11 +38,24 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from store.layout import ShardLayout
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUS_CODES = {"pending": 0, "done": 1, "failed": 2}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 # Given when rows are created (in rows/); the rest come with each shard's done marker.
-GIVEN_COLUMNS = {"video_id": str, "group": str, "label": np.int8, "variant": np.int16, "augment": str}
+# platform, width, height and duration come from the index ("" or NaN when it lacks them)
+# so that reports can slice metrics without the samples table.
+GIVEN_COLUMNS = {
+    "video_id": str,
+    "group": str,
+    "label": np.int8,
+    "variant": np.int16,
+    "augment": str,
+    "platform": str,
+    "width": np.float32,
+    "height": np.float32,
+    "duration": np.float32,
+}
+GIVEN_DEFAULTS = {"augment": "[]", "platform": ""}
 # frames_decoded: frames the decoder produced for the whole video (all its variants and
 # scales together); frames_unique: distinct source frames among the T samples.
 RESULT_COLUMNS = {"frames_decoded": np.int32, "frames_unique": np.int16}
@@ -125,7 +138,8 @@ class FeatureStore:
         group = zarr.open_group(path, mode="w")
         table = group.create_group("rows")
         for name, dtype in GIVEN_COLUMNS.items():
-            table.create_array(name, shape=(0,), chunks=(65536,), dtype=dtype, fill_value="" if dtype is str else 0)
+            fill = "" if dtype is str else (np.nan if np.issubdtype(dtype, np.floating) else 0)
+            table.create_array(name, shape=(0,), chunks=(65536,), dtype=dtype, fill_value=fill)
         expected = {}
         for scale, specs in arrays.items():
             sub = group.create_group(scale_key(scale))
@@ -169,7 +183,12 @@ class FeatureStore:
         self.group.attrs["ready"] = False
         table = self.group["rows"]
         for name, dtype in GIVEN_COLUMNS.items():
-            values = rows[name].to_numpy() if name in rows.columns else np.array(["[]"] * rows.height)
+            if name in rows.columns:
+                values = rows[name].fill_null(GIVEN_DEFAULTS.get(name, np.nan)).to_numpy()
+            elif dtype is str:
+                values = np.array([GIVEN_DEFAULTS.get(name, "")] * rows.height)
+            else:
+                values = np.full(rows.height, np.nan)
             column = table[name]
             column.resize((new,))
             column[old:new] = values.astype(dtype)

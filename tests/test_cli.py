@@ -66,14 +66,14 @@ def test_extract_refuses_another_config_naming_the_key(job):
 
 def test_train_writes_the_run_folder(job):
     (run_dir,) = list(job["runs"].iterdir())
-    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "summary.json", "oof.parquet"}
+    assert {"config.yaml", "summary.json", "oof.parquet", "metrics.jsonl", "report.html", "roc.png"} <= {p.name for p in run_dir.iterdir()}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["head"] == "gbm" and summary["n_folds"] == 5 and summary["split"] == "grouped"
     assert summary["split_audit"]["leaking_groups"] == 0 and summary["split_audit"]["leaking_videos"] == 0
-    for name in ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall"):
+    for name in ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece"):
         assert len(summary["metrics"][name]["per_fold"]) == 5 and summary["metrics"][name]["mean"] is not None
     oof = pl.read_parquet(run_dir / "oof.parquet")
-    assert oof.columns == ["video_id", "group", "fold", "label", "score", "score_tta"]
+    assert oof.columns[:7] == ["video_id", "group", "fold", "label", "prob", "threshold", "prob_tta"]
     assert summary["n_variants"] == 2 and summary["tta"]["pooled"]["roc_auc"] is not None
     assert oof.height == 63 and oof["video_id"].n_unique() == 63  # the broken video is not scored
     per_group = oof.group_by("group").agg(pl.col("fold").n_unique())
@@ -83,7 +83,8 @@ def test_train_writes_the_run_folder(job):
 
 
 def test_auc_above_chance_and_at_chance_with_shuffled_labels(job, tmp_path):
-    base = load_config(ROOT / "configs/demo.yaml", TINY + [f"train.out={tmp_path}"])
+    # ranking only: no threshold search (inner_folds=0) and no bootstrap keep 21 runs quick
+    base = load_config(ROOT / "configs/demo.yaml", TINY + [f"train.out={tmp_path}", "train.inner_folds=0", "train.bootstrap=0"])
     _, real = train_head("gbm", job["store"], base)
     null = []
     for seed in range(20):
@@ -130,7 +131,10 @@ def test_demo_command_end_to_end(tmp_path):
     out = proc.stdout
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "roc_auc", "split: grouped 3-fold", "done in"):
         assert step in out, step
-    assert len(list((tmp_path / "demo" / "runs").iterdir())) == 3  # train.features + demo.also_train
+    runs = [p for p in (tmp_path / "demo" / "runs").iterdir()]
+    assert len(runs) == 5  # gbm on train.features and the four of demo.also_train
+    for head in ("gbm", "logreg", "inception"):
+        assert any(f"-{head}-" in run.name for run in runs) and f"\n{head} " in out
     # a second run reuses the dataset and the store
     again = run_cli(
         "demo", "--out", str(tmp_path / "demo"),

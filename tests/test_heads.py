@@ -1,0 +1,167 @@
+"""Heads: gbm, logreg and inception learn separable data and sit at chance on shuffled
+labels; thresholds never see the validation fold; reports, comparisons and sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from conftest import ROOT, run_cli
+from configs import load_config
+from heads.base import Fitted
+from heads.crossval import cross_validate
+from heads.metrics import binary_metrics, choose_threshold, expected_calibration_error
+from heads.report import PLOTS
+from heads.train import train_head
+from store import ArraySpec, FeatureStore, ShardWriter
+
+N_VIDEOS, RPV = 80, 2
+
+
+@pytest.fixture(scope="module")
+def separable_store(tmp_path_factory):
+    """80 videos in 40 groups, 2 variants each; the label shifts a few feature dims and
+    lights up a corner of a few map channels, under noise."""
+    path = tmp_path_factory.mktemp("heads") / "sep.zarr"
+    rng = np.random.default_rng(0)
+    group_label = np.arange(40) % 2
+    video_group = np.repeat(np.arange(40), 2)
+    labels = group_label[video_group]
+    rows = pl.DataFrame({
+        "video_id": np.repeat([f"v{i}" for i in range(N_VIDEOS)], RPV),
+        "group": np.repeat([f"g{g}" for g in video_group], RPV),
+        "label": np.repeat(labels, RPV),
+        "variant": np.tile(np.arange(RPV), N_VIDEOS),
+        "platform": np.repeat(np.where(np.arange(N_VIDEOS) % 3 == 0, "youtube", "facebook"), RPV),
+        "width": np.repeat(np.where(np.arange(N_VIDEOS) % 2 == 0, 640.0, 1280.0), RPV),
+        "height": np.repeat(np.where(np.arange(N_VIDEOS) % 2 == 0, 360.0, 720.0), RPV),
+        "duration": np.repeat(rng.uniform(3, 90, N_VIDEOS), RPV),
+    })
+    specs = {16: [ArraySpec("embedding", (32,)), ArraySpec("layer4", (32, 1, 3, 3)), ArraySpec("handcrafted", (6,), "float32", {"feature_names": list("abcdef")}, allow_nan=True)]}
+    store = FeatureStore.create(str(path), rows, specs, {}, rows_per_video=RPV, shard_videos=16)
+    y = np.repeat(labels, RPV).astype(np.float32)
+    embedding = rng.standard_normal((N_VIDEOS * RPV, 32)).astype(np.float32)
+    embedding[:, :4] += 1.2 * y[:, None]
+    maps = rng.standard_normal((N_VIDEOS * RPV, 32, 1, 3, 3)).astype(np.float32)
+    maps[:, :6, :, :2, :2] += 1.5 * y[:, None, None, None, None]
+    hand = rng.standard_normal((N_VIDEOS * RPV, 6)).astype(np.float32)
+    hand[:, 0] += 1.5 * y
+    hand[::7, 5] = np.nan  # a statistic that was not measurable
+    values = {(16, "embedding"): embedding, (16, "layer4"): maps, (16, "handcrafted"): hand}
+    writer = ShardWriter(store, list(values))
+    for shard in range(store.layout.n_shards):
+        writer.begin(shard)
+        first, last = store.layout.shard_video_range(shard)
+        for v in range(first, last):
+            writer.add(v * RPV, RPV, {k: a[v * RPV : (v + 1) * RPV] for k, a in values.items()})
+        writer.finish()
+    return path
+
+
+def config(tmp_path, *extra):
+    return load_config(ROOT / "configs/demo.yaml", [f"train.out={tmp_path}", "train.bootstrap=200",
+                                                    "train.inception.epochs=15", "train.inception.batch_size=16", *extra])
+
+
+@pytest.mark.parametrize("head,features", [("gbm", "[embedding,handcrafted]"), ("logreg", "[embedding,handcrafted]"), ("inception", None)])
+def test_each_head_learns_and_sits_at_chance_on_shuffled_labels(separable_store, tmp_path, head, features):
+    extra = [f"train.features={features}"] if features else []
+    run_dir, real = train_head(head, separable_store, config(tmp_path / "real", *extra))
+    assert real["pooled"]["roc_auc"] > 0.85, real["pooled"]["roc_auc"]
+    null = []
+    for seed in range(3):
+        _, shuffled = train_head(head, separable_store, config(tmp_path / f"null{seed}", *extra, "train.shuffle_labels=true", f"train.seed={seed}"))
+        null.append(shuffled["pooled"]["roc_auc"])
+    assert 0.3 < float(np.mean(null)) < 0.7, null
+    assert real["split_audit"]["leaking_groups"] == 0
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "summary.json", "oof.parquet", "metrics.jsonl", "report.html", "roc.png", "pr.png", "reliability.png", "confusion.png"} <= files
+    page = (run_dir / "report.html").read_text()
+    for plot in [p for p in PLOTS if p in files]:
+        assert f'src="{plot}"' in page
+    if head == "gbm":
+        assert "importance.png" in files and real["top_features"][0][0].startswith(("embedding_", "handcrafted_a"))
+    if head == "inception":
+        assert "curves.png" in files and len(list((run_dir / "checkpoints").glob("fold*.pt"))) == 5
+        state = torch.load(run_dir / "checkpoints" / "fold0.pt", weights_only=True)
+        assert "linear.weight" in state
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert {"fold", "epoch", "train_loss", "watch_loss", "watch_auc"} <= set(lines[0])
+    assert set(real["slices"]) == {"platform", "resolution", "duration_band"}
+
+
+def test_metrics_match_scikit_learn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 200), 0.001, 0.999)
+    m = binary_metrics(y, p, threshold=0.55)
+    predicted = (p >= 0.55).astype(int)
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(skm.average_precision_score(y, p))
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, predicted))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, predicted))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, predicted))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, predicted))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, predicted))
+    assert m["log_loss"] == pytest.approx(skm.log_loss(y, p))
+    assert m["brier"] == pytest.approx(skm.brier_score_loss(y, p))
+    assert expected_calibration_error(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.95, 0.95])) == pytest.approx(0.05)
+
+
+class SplitProbe:
+    """A head that ranks perfectly everywhere but scores the training side in 0.6-0.8 and
+    anything else in 0.1-0.3: a threshold chosen on the validation fold would be about
+    0.2 (F1 = 1 there); one chosen on the training side is about 0.7 (F1 = 0 there)."""
+
+    name, refit = "probe", True
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def fit(self, train, watch, labels, seed, epochs=None):
+        return Fitted(model=set(train.tolist()) | set(np.asarray(watch if watch is not None else [], dtype=int).tolist()))
+
+    def predict(self, fitted, rows):
+        seen = np.array([r in fitted.model for r in rows.tolist()])
+        return np.where(seen, 0.6, 0.1) + 0.2 * self.labels[rows]
+
+    def describe(self):
+        return {}
+
+
+def test_the_threshold_never_sees_the_validation_fold(separable_store):
+    rows = FeatureStore.open(str(separable_store)).rows()
+    labels = rows["label"].to_numpy().astype(int)
+    result = cross_validate(SplitProbe(labels), rows, labels, n_folds=4, bootstrap=0)
+    assert all(t == pytest.approx(0.7, abs=0.11) for t in result.thresholds), result.thresholds
+    assert result.pooled["roc_auc"] == 1.0 and result.metrics["recall"]["mean"] == 0.0
+    assert choose_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == pytest.approx(0.25)
+
+
+def test_calibration_is_fitted_on_the_training_side(separable_store, tmp_path):
+    _, raw = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]"))
+    _, platt = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]", "train.calibration=platt"))
+    assert platt["calibration"] == "platt"
+    assert platt["pooled"]["log_loss"] < raw["pooled"]["log_loss"]  # gbm's raw probabilities are overconfident
+
+
+def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("train.gbm.num_leaves: [3, 7]\ntrain.gbm.n_estimators: [50]\n")
+    sweep = run_cli("sweep", "gbm", "--store", str(separable_store), "--grid", str(grid), "-c", str(ROOT / "configs/demo.yaml"),
+                    "--set", f"train.out={tmp_path / 'runs'}", "--set", "train.bootstrap=0", "--set", "train.features=[embedding]", "--nested")
+    runs = sorted(p for p in (tmp_path / "runs").glob("*-gbm-*") if p.is_dir())
+    assert len(runs) == 2 and "nested estimate of the sweep's choice" in sweep.stdout
+    assert list((tmp_path / "runs").glob("sweep-*.csv"))
+    table = run_cli("runs", "compare", *map(str, runs), "--sort", "pr_auc", "--out", str(tmp_path / "cmp"))
+    assert all(r.name in table.stdout for r in runs)
+    csv_rows = (tmp_path / "cmp.csv").read_text().splitlines()
+    assert len(csv_rows) == 3 and csv_rows[0].startswith("head,features,split,roc_auc")
+    assert (tmp_path / "cmp.md").read_text().count("| gbm |") == 2
+    bad = run_cli("runs", "compare", str(tmp_path), check=False)
+    assert bad.returncode == 2 and "not a run folder" in bad.stderr
