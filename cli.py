@@ -10,6 +10,8 @@
     python cli.py train gbm|logreg|inception --store STORE [--folds 5] [--seed 0] [--out runs]
     python cli.py runs compare RUN... [--sort roc_auc] [--out table]
     python cli.py sweep gbm --store STORE --grid configs/sweeps/gbm.yaml [--nested]
+    python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
+    python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta]
 
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
 ``configs/default.yaml`` lists them all. Commands are thin: the work lives in extract/,
@@ -19,6 +21,7 @@ store/ and heads/.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -295,6 +298,55 @@ def train(
     typer.echo(f"wrote {run_dir}")
 
 
+@app.command()
+def finetune(
+    samples: Path = typer.Option(..., help="samples table from `index` (videos, labels, groups)"),
+    init: Path = typer.Option(..., help="an inception run (its best fold's head) or a model folder to continue"),
+    out: Path = typer.Option(..., help="model folder to write (models/NAME)"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
+) -> None:
+    """Fine-tune backbone + Inception3D head end to end (torchrun for several GPUs)."""
+    from heads.finetune import finetune as run_finetune
+
+    result = run_finetune(samples, init, out, _config(config, overrides), resume=resume)
+    if result["status"] == "interrupted":
+        typer.echo(f"stopped at epoch {result['epoch']}, step {result['global_step']}; checkpoint in {out}; continue with --resume")
+        return
+    if int(os.environ.get("RANK", 0)) == 0:
+        holdout = result.get("holdout") or {}
+        auc = holdout.get("roc_auc")
+        typer.echo(
+            f"fine-tuned {result['epochs_run']} epochs (best {result['best_epoch']}); hold-out ROC-AUC "
+            f"{'n/a' if auc is None else f'{auc:.3f}'}, threshold {result['threshold']:.3f}; wrote {out}"
+        )
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="a model folder (finetune) or a run folder (train)"),
+    target: Path = typer.Argument(..., help="a video or a folder of videos"),
+    out: Optional[Path] = typer.Option(None, help="write the predictions as CSV"),
+    tta: bool = typer.Option(False, help="average over the augmented variants of each video"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    workers: int = typer.Option(2, help="decode processes"),
+) -> None:
+    """Probability of fake for each video: path, video_id, prob_fake, label, n_clips, status, reason."""
+    import polars as pl
+
+    from heads.predict import predict as run_predict
+
+    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers)
+    with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
+        typer.echo(table.select("video_id", "prob_fake", "label", "n_clips", "status", "reason"))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.write_csv(out)
+        typer.echo(f"wrote {out}")
+
+
 runs_app = typer.Typer(no_args_is_help=True, help="Look at trained runs.")
 app.add_typer(runs_app, name="runs")
 
@@ -355,6 +407,9 @@ USER_ERRORS = {
     "heads.features_table": "HeadDataError",
     "heads.splits": "SplitError",
     "heads.runs": "RunError",
+    "heads.finetune": "FinetuneError",
+    "heads.predict": "PredictError",
+    "heads.pipeline": "PipelineError",
 }
 
 

@@ -1,7 +1,7 @@
 """Typed configuration for every job, loaded from the YAML files in this folder.
 
 A config file has one section per concern (``clip``, ``augment``, ``backbone``,
-``features``, ``extract``, ``train``, ``demo``). ``default.yaml`` holds every default; a job's ``--config`` file and then its
+``features``, ``extract``, ``train``, ``finetune``, ``demo``). ``default.yaml`` holds every default; a job's ``--config`` file and then its
 ``--set key=value`` overrides are merged on top, and the result is validated: an unknown
 key or a bad value is a :class:`ConfigError` whose one-line message names the key.
 """
@@ -15,6 +15,7 @@ from configs.schema import (
     DemoConfig,
     ExtractConfig,
     FeaturesConfig,
+    FinetuneConfig,
     GbmParams,
     InceptionParams,
     LogregParams,
@@ -32,6 +33,7 @@ __all__ = [
     "DemoConfig",
     "ExtractConfig",
     "FeaturesConfig",
+    "FinetuneConfig",
     "GbmParams",
     "InceptionParams",
     "LogregParams",

@@ -161,6 +161,7 @@ class GbmParams(_Strict):
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     bagging_freq: int = Field(1, ge=0)
     lambda_l2: float = Field(1.0, ge=0)
+    max_bin: int = Field(63, ge=3, description="histogram bins per feature (63: 2.5x faster than 255 on 500+ features)")
     num_threads: int = Field(0, ge=0, description="0 = LightGBM's default (all cores)")
 
 
@@ -192,7 +193,7 @@ class InceptionParams(_Strict):
         1, ge=1, description="variants of each training video seen per epoch (a fresh draw each epoch; null: all)"
     )
     refit: bool = Field(False, description="after the inner hold-out, retrain on all training rows for the best epoch count")
-    cache_mb: float = Field(2048, ge=0, description="keep the head's maps in RAM when they fit in this")
+    cache_mb: float = Field(8192, ge=0, description="keep the head's maps in RAM when they fit in this")
     threads: int = Field(0, ge=0, description="torch threads (0: all cores)")
 
     @model_validator(mode="after")
@@ -227,6 +228,33 @@ class TrainConfig(_Strict):
     gbm: GbmParams = Field(default_factory=GbmParams)
     logreg: LogregParams = Field(default_factory=LogregParams)
     inception: InceptionParams = Field(default_factory=InceptionParams)
+
+
+class FinetuneConfig(_Strict):
+    """End-to-end fine-tuning of backbone + Inception3D head (``cli.py finetune``)."""
+
+    trainable: list[str] = Field(default_factory=lambda: ["layer3", "layer4"], description="backbone stages that train ([all] for every stage)")
+    freeze_bn: bool = Field(True, description="batch norms of the backbone keep their statistics and weights")
+    lr_backbone: float = Field(5e-6, gt=0)
+    lr_head: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    epochs: int = Field(10, ge=1)
+    warmup_epochs: float = Field(1, ge=0)
+    patience: int = Field(3, ge=1, description="epochs without a better hold-out loss before stopping")
+    batch_size: int = Field(16, ge=1, description="effective batch per rank (one optimiser step)")
+    micro_batch: int = Field(16, ge=1, description="clips per forward; halves on CUDA out-of-memory (accumulation doubles)")
+    balance: Literal["class_weights", "balanced_batches"] = "class_weights"
+    grad_clip: float = Field(1.0, gt=0)
+    amp: Literal["bf16", "fp16", "none"] = Field("bf16", description="autocast on CUDA (fp16 with a gradient scaler)")
+    holdout: float = Field(0.2, ge=0, lt=0.6, description="share of groups held out for early stopping and the threshold (0: none)")
+    augment: bool = Field(True, description="training clips draw fresh augmentations every epoch (the augment policy)")
+    num_workers: int = Field(2, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    export: list[Literal["torchscript", "onnx"]] = Field(default_factory=list, description="exports checked against the eager model")
+    inject_oom_steps: list[int] = Field(
+        default_factory=list, description="test hook: raise a simulated out-of-memory error at these optimiser steps"
+    )
 
 
 class DemoConfig(_Strict):
@@ -267,6 +295,7 @@ class Config(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -109,6 +109,26 @@ def fit_calibrator(kind: str, probs: np.ndarray, labels: np.ndarray):
     return ("isotonic", model)
 
 
+def calibrator_params(calibrator) -> dict | None:
+    """A calibrator as plain JSON (saved with a run; ``calibrator_from_params`` reads it)."""
+    if calibrator is None:
+        return None
+    kind, model = calibrator
+    if kind == "platt":
+        return {"kind": "platt", "coef": float(model.coef_[0][0]), "intercept": float(model.intercept_[0])}
+    return {"kind": "isotonic", "x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
+
+
+def apply_calibration_params(params: dict | None, probs: np.ndarray) -> np.ndarray:
+    """The saved form of ``calibrate``: the same numbers without scikit-learn objects."""
+    if params is None:
+        return probs
+    if params["kind"] == "platt":
+        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+        return 1 / (1 + np.exp(-(params["coef"] * logit + params["intercept"])))
+    return np.interp(probs, params["x"], params["y"])
+
+
 def calibrate(calibrator, probs: np.ndarray) -> np.ndarray:
     if calibrator is None:
         return probs
@@ -170,7 +190,7 @@ def evaluate_fold(
         fit_rows, held_videos, curves = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
         fitted = head.fit(train, None, labels, seed + fold)
         curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
-        held_originals = held_videos["video_id"]
+        held_originals = held_videos["video_id"] if held_videos is not None else []  # too few groups: threshold 0.5
     else:
         # one inner hold-out of groups: early stopping, threshold and calibration
         fit_rows, held = inner_holdout(rows, train, labels, holdout, seed + 100 + fold)

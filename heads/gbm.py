@@ -14,7 +14,8 @@ def lightgbm_params(params: GbmParams, seed: int) -> tuple[dict, int]:
     """LightGBM's parameter dict (binary objective, deterministic) and the number of rounds."""
     p = params.model_dump()
     rounds = p.pop("n_estimators")
-    p.update(objective="binary", verbosity=-1, seed=seed, deterministic=True, force_row_wise=True)
+    # column-wise histograms: faster for a few thousand rows of hundreds of features
+    p.update(objective="binary", verbosity=-1, seed=seed, deterministic=True, force_col_wise=True)
     if p["num_threads"] == 0:
         p.pop("num_threads")
     return p, rounds

@@ -84,19 +84,20 @@ def _confusion(oof, out: Path) -> str:
 
 
 def _curves(curves: list[dict], out: Path) -> str | None:
-    fitted = [c for c in curves if c.get("stage") == "fit"]
-    if not fitted:
+    watched = [c for c in curves if c.get("stage") != "refit"]  # the fits that watched held-out rows
+    if not watched:
         return None
-    step = "epoch" if "epoch" in fitted[0] else "round"
+    step = "epoch" if "epoch" in watched[0] else "round"
     fig, ax = plt.subplots(figsize=(6, 4))
-    for fold in sorted({c["fold"] for c in fitted}):
-        mine = [c for c in fitted if c["fold"] == fold]
+    for fold, stage in sorted({(c["fold"], c["stage"]) for c in watched}):
+        mine = [c for c in watched if c["fold"] == fold and c["stage"] == stage]
         xs = [c[step] for c in mine]
+        name = f"fold {fold}" + ("" if stage == "fit" else f" {stage}")
         if "train_loss" in mine[0]:
-            ax.plot(xs, [c["train_loss"] for c in mine], lw=1, ls="--", label=f"fold {fold} train")
+            ax.plot(xs, [c["train_loss"] for c in mine], lw=1, ls="--", label=f"{name} train")
         if "watch_loss" in mine[0]:
-            ax.plot(xs, [c["watch_loss"] for c in mine], lw=1.5, label=f"fold {fold} hold-out")
-    ax.set(xlabel=step, ylabel="log-loss", title="training curves (inner hold-out of each fold)")
+            ax.plot(xs, [c["watch_loss"] for c in mine], lw=1.2, label=f"{name} held out")
+    ax.set(xlabel=step, ylabel="log-loss", title="training curves (training-side held-out rows of each fold)")
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, out / "curves.png")
 

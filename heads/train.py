@@ -7,6 +7,7 @@ Heads (the registry): ``gbm`` and ``logreg`` on flat features chosen by name
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,14 @@ import torch
 
 from configs import Config
 from heads.base import Head
-from heads.crossval import SPLITS, CrossValResult, cross_validate
+from heads.crossval import SPLITS, CrossValResult, calibrator_params, cross_validate
 from heads.features_table import HeadDataError, load_feature_table
 from heads.gbm import GbmHead
 from heads.inception import InceptionHead3D, MapSource
 from heads.logreg import LogregHead
 from heads.metrics import slice_metrics
 from heads.report import write_report
-from heads.runs import new_run_dir, write_run
+from heads.runs import json_safe, new_run_dir, write_run
 from store import FeatureStore
 
 HEADS = ("gbm", "logreg", "inception")
@@ -140,9 +141,29 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     run_dir = new_run_dir(cfg.train.out, head)
     summary["run_id"] = run_dir.name
     write_run(run_dir, cfg.to_dict(), summary, result.oof, result.curves)
-    if head == "inception":
-        (run_dir / "checkpoints").mkdir()
-        for fold in result.folds:
-            torch.save(fold.fitted.model.state_dict(), run_dir / "checkpoints" / f"fold{fold.fold}.pt")
+    save_fold_models(run_dir, fitted_head, result)
+    (run_dir / "provenance.json").write_text(json.dumps(json_safe(data.store.attrs), indent=2) + "\n")
     write_report(run_dir, summary, result)
     return run_dir, summary
+
+
+def save_fold_models(run_dir: Path, head: Head, result: CrossValResult) -> None:
+    """Each fold's final model and calibrator in ``checkpoints/``, so that ``predict`` can
+    apply the run to new videos: Inception3D weights (a weights-only state dict), LightGBM
+    boosters (LightGBM's text format), logistic regressions and calibrators (JSON)."""
+    folder = run_dir / "checkpoints"
+    folder.mkdir()
+    for fold in result.folds:
+        model = fold.fitted.model
+        if isinstance(head, InceptionHead3D):
+            torch.save(model.state_dict(), folder / f"fold{fold.fold}.pt")
+        elif isinstance(head, GbmHead):
+            model.save_model(str(folder / f"fold{fold.fold}.txt"))
+        else:
+            imputer, scaler, logistic = model.steps[0][1], model.steps[1][1], model.steps[2][1]
+            params = {"median": imputer.statistics_.tolist(), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+                      "coef": logistic.coef_[0].tolist(), "intercept": float(logistic.intercept_[0])}
+            (folder / f"fold{fold.fold}.json").write_text(json.dumps(json_safe(params)))
+        (folder / f"fold{fold.fold}.calibration.json").write_text(
+            json.dumps({"threshold": fold.threshold, "calibrator": calibrator_params(fold.calibrator)})
+        )

@@ -1,0 +1,481 @@
+"""``finetune``: backbone + Inception3D head trained end to end; the final model artifact.
+
+    python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME
+    torchrun --nproc_per_node 4 cli.py finetune ...        # DistributedDataParallel, rank 0 writes
+
+The head starts from a head trained on the store's maps (the best fold of an ``inception``
+run, same tap and scale), the backbone from the weights the store recorded. Clips come
+from extraction's pipeline, decoded in DataLoader workers; training clips draw fresh
+augmentations every epoch. A grouped hold-out (the same rule as the heads) drives early
+stopping and the threshold. Checkpoints (model, optimiser, scheduler, scaler, epoch,
+step, RNG states, config) are written every epoch and on SIGTERM; ``--resume`` continues
+exactly. On CUDA: autocast (bf16, or fp16 with a scaler), and an out-of-memory error
+halves the micro-batch (accumulation doubles) and redoes the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from configs import Config, InceptionParams
+from extract.augment import draw_variant, variant_rng
+from extract.clips import make_variant
+from extract.job import read_samples
+from extract.video import VideoError, decode_clip
+from heads.crossval import video_folds
+from heads.inception import InceptionHead
+from heads.metrics import binary_metrics, choose_threshold
+from heads.model import VideoClassifier, keep_frozen_bn_in_eval, set_trainable
+from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
+from heads.runs import json_safe
+
+CHECKPOINT = "checkpoint.pt"
+MODEL_FORMAT = "vidstore-model/1"
+
+
+class FinetuneError(ValueError):
+    """An init that is not an inception run or a model, or a checkpoint that does not fit."""
+
+
+class SimulatedOOM(RuntimeError):
+    """Raised by the ``finetune.inject_oom_steps`` test hook in place of a CUDA OOM."""
+
+
+@dataclass
+class Init:
+    """Where fine-tuning starts: a head (and maybe a whole model) and the store's record."""
+
+    provenance: dict
+    scale: int
+    tap: str
+    head_params: dict  # InceptionHead constructor arguments
+    head_state: dict
+    model_state: dict | None  # a whole VideoClassifier (continuing from a model artifact)
+    source: dict
+
+
+def load_init(path: str | Path) -> Init:
+    """An ``inception`` run (its best fold's head) or a model artifact (all its weights)."""
+    path = Path(path)
+    if (path / "model.yaml").is_file():
+        spec = yaml.safe_load((path / "model.yaml").read_text())
+        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        return Init(spec["provenance"], spec["clip"]["scale"], spec["architecture"]["tap"], spec["architecture"]["head"],
+                    head_state, state, {"model": str(path)})
+    summary_path = path / "summary.json"
+    if not summary_path.is_file():
+        raise FinetuneError(f"--init {path} is neither a run folder nor a model folder")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("head") != "inception":
+        raise FinetuneError(f"--init {path} is a {summary.get('head')} run; fine-tuning starts from an inception run")
+    aucs = [v if v is not None else -1 for v in summary["metrics"]["roc_auc"]["per_fold"]]
+    best = int(np.argmax(aucs))
+    cfg = yaml.safe_load((path / "config.yaml").read_text())
+    params = InceptionParams.model_validate(cfg["train"]["inception"])
+    head_state = torch.load(path / "checkpoints" / f"fold{best}.pt", map_location="cpu", weights_only=True)
+    in_channels = int(head_state["block.branch1.weight"].shape[1])
+    head_params = {"in_channels": in_channels, "branch_channels": params.branch_channels, "bottleneck": params.bottleneck,
+                   "dropout": params.dropout}
+    provenance = json.loads((path / "provenance.json").read_text())
+    return Init(provenance, int(summary["scale"]), summary["features"][0], head_params, head_state, None,
+                {"run": str(path), "fold": best, "fold_roc_auc": aucs[best]})
+
+
+def build_model(init: Init, cfg: Config) -> VideoClassifier:
+    head = InceptionHead(**init.head_params)
+    model = VideoClassifier(backbone_of(init.provenance, cfg.backbone), init.tap, head)
+    if init.model_state is not None:
+        model.load_state_dict(init.model_state)
+    else:
+        model.head.load_state_dict(init.head_state)
+    return model
+
+
+class Clips(Dataset):
+    """Item i: (clip (3, T, s, s), label, i), or (None, label, i) for a video that cannot
+    be decoded. Training clips draw fresh augmentations per epoch, seeded by (seed,
+    video_id, epoch), whatever worker or rank makes them."""
+
+    def __init__(self, table: pl.DataFrame, init: Init, augment: bool, seed: int):
+        self.paths = table["path"].to_list()
+        self.video_ids = table["video_id"].to_list()
+        self.labels = table["label"].to_numpy().astype(np.float32)
+        self.clip = clip_config_of(init.provenance)
+        self.policy = augment_config_of(init.provenance)
+        self.scale, self.augment, self.seed, self.epoch = init.scale, augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            decoded = decode_clip(self.paths[i], self.clip.frames, self.clip.size)
+        except VideoError:
+            return None, self.labels[i], i
+        frames = decoded.frames
+        if self.augment:
+            p = self.policy
+            ops = draw_variant(variant_rng(self.seed, f"{self.video_ids[i]}#epoch{self.epoch}", 1), self.clip.frames,
+                               spatial=p.spatial, temporal=p.temporal, ops=p.ops)
+            frames = make_variant(frames, decoded.box, ops)
+        return clip_at_scale(frames, self.clip, self.scale), self.labels[i], i
+
+
+def collate(items):
+    kept = [it for it in items if it[0] is not None]
+    if not kept:
+        return None
+    return torch.stack([it[0] for it in kept]), torch.tensor([it[1] for it in kept]), [it[2] for it in items if it[0] is None]
+
+
+def grouped_holdout(table: pl.DataFrame, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, hold-out) positions: about ``share`` of the groups, stratified, as the heads do."""
+    if share <= 0:
+        return np.arange(table.height), np.empty(0, dtype=np.int64)
+    folds = video_folds(table, table["label"].to_numpy(), max(2, round(1 / share)), seed)
+    return np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+
+
+def epoch_batches(train: np.ndarray, labels: np.ndarray, epoch: int, seed: int, batch: int, rank: int, world: int,
+                  balanced: bool) -> list[list[int]]:
+    """This rank's batches of an epoch: the same order on every rank and every run."""
+    rng = np.random.default_rng([seed, epoch])
+    order = train[rng.permutation(len(train))]
+    if balanced:
+        fake, real = order[labels[order] == 1], order[labels[order] == 0]
+        n = max(len(fake), len(real))
+        order = np.concatenate([rng.choice(fake, n), rng.choice(real, n)]) if len(fake) and len(real) else order
+        order = order[rng.permutation(len(order))]
+    step = batch * world
+    return [order[start + rank : start + step : world].tolist() for start in range(0, len(order) - step + 1, step)] or (
+        [order[rank::world].tolist()] if len(order) >= world else []
+    )
+
+
+def _schedule(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def _device(requested: str) -> torch.device:
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False):
+        self.cfg, self.f = cfg, cfg.finetune
+        self.out = Path(out)
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.device = _device(self.f.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.init = load_init(init_path)
+        self.table = read_samples(samples)
+        self.labels = self.table["label"].to_numpy().astype(np.int64)
+        self.train_rows, self.holdout_rows = grouped_holdout(self.table, self.f.holdout, self.f.seed)
+        torch.manual_seed(self.f.seed)
+        self.model = build_model(self.init, cfg).to(self.device)
+        backbone_params = set_trainable(self.model, self.f.trainable, self.f.freeze_bn)
+        self.net = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimiser = torch.optim.AdamW(
+            [{"params": backbone_params, "lr": self.f.lr_backbone}, {"params": list(self.model.head.parameters()), "lr": self.f.lr_head}],
+            weight_decay=self.f.weight_decay,
+        )
+        self.steps_per_epoch = max(1, len(epoch_batches(self.train_rows, self.labels, 0, self.f.seed, self.f.batch_size, 0, self.world,
+                                                        self.f.balance == "balanced_batches")))
+        total = self.f.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _schedule(int(self.f.warmup_epochs * self.steps_per_epoch), total))
+        self.amp = self.f.amp != "none" and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.f.amp == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.f.amp == "fp16")
+        n_fake = max(1, int(self.labels[self.train_rows].sum()))
+        n_real = max(1, len(self.train_rows) - n_fake)
+        weight = n_real / n_fake if self.f.balance == "class_weights" else 1.0
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=self.device))
+        self.state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "micro_batch": self.f.micro_batch,
+                      "best_loss": math.inf, "best_epoch": 0, "stale": 0, "history": [], "oom_events": []}
+        self.best_state: dict | None = None
+        self._injected: set[int] = set()
+        self.stop_requested = False
+        if resume:
+            self._resume()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": dict(self.state),
+            "best_state": self.best_state,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _save_atomic(self.checkpoint(), self.out / CHECKPOINT)
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            raise FinetuneError(f"--resume: no checkpoint at {path}")
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimiser.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = dict(ckpt["state"])
+        self.best_state = ckpt["best_state"]
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in ckpt["rng"]["python"]))
+        if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
+
+    # -- training --------------------------------------------------------------------------
+
+    def _loader(self, rows_batches: list[list[int]], dataset: Clips, epoch: int) -> DataLoader:
+        return DataLoader(
+            dataset, batch_sampler=rows_batches, collate_fn=collate, num_workers=self.f.num_workers,
+            generator=torch.Generator().manual_seed(self.f.seed * 1000 + epoch),
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def train_step(self, clips: torch.Tensor, targets: torch.Tensor) -> float:
+        """One optimiser step over the batch, in micro-batches; on out-of-memory the
+        micro-batch halves and the same step starts again."""
+        while True:
+            try:
+                return self._step(clips, targets)
+            except (torch.cuda.OutOfMemoryError, SimulatedOOM) as err:
+                if self.state["micro_batch"] == 1:
+                    raise
+                self.optimiser.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.state["micro_batch"] //= 2
+                self.state["oom_events"].append({"step": self.state["global_step"], "micro_batch": self.state["micro_batch"],
+                                                 "error": type(err).__name__})
+
+    def _step(self, clips: torch.Tensor, targets: torch.Tensor) -> float:
+        self.optimiser.zero_grad(set_to_none=True)
+        chunks = list(zip(clips.split(self.state["micro_batch"]), targets.split(self.state["micro_batch"])))
+        total = 0.0
+        for i, (x, y) in enumerate(chunks):
+            step = self.state["global_step"]
+            if step in self.f.inject_oom_steps and step not in self._injected:
+                self._injected.add(step)
+                raise SimulatedOOM(f"simulated out-of-memory at step {step}")
+            sync = contextlib.nullcontext() if (self.world == 1 or i == len(chunks) - 1) else self.net.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                x = x.to(self.device, non_blocking=True)
+                loss = self.loss_fn(self.net(x).float(), y.to(self.device)) * (len(x) / len(clips))
+            self.scaler.scale(loss).backward()
+            total += float(loss.detach())
+        self.scaler.unscale_(self.optimiser)
+        nn.utils.clip_grad_norm_([p for g in self.optimiser.param_groups for p in g["params"]], self.f.grad_clip)
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+        self.scheduler.step()
+        return total
+
+    @torch.inference_mode()
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Probabilities of the original clips of ``rows`` (NaN where a video failed)."""
+        self.model.eval()
+        dataset = Clips(self.table, self.init, augment=False, seed=self.f.seed)
+        probs = np.full(len(rows), np.nan)
+        where = {r: i for i, r in enumerate(rows.tolist())}
+        failed: list[int] = []
+        batches = [rows[i : i + self.f.micro_batch].tolist() for i in range(0, len(rows), self.f.micro_batch)]
+        for wanted, batch in zip(batches, self._loader(list(batches), dataset, 0)):
+            if batch is None:
+                failed += wanted
+                continue
+            clips, _, bad = batch
+            failed += bad
+            kept = [r for r in wanted if r not in bad]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                logits = self.model(clips.to(self.device)).float()
+            probs[[where[r] for r in kept]] = torch.sigmoid(logits).cpu().numpy()
+        return probs, failed
+
+    def run(self) -> dict:
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            return self._run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def _run(self) -> dict:
+        f = self.f
+        dataset = Clips(self.table, self.init, augment=f.augment, seed=f.seed)
+        while self.state["epoch"] <= f.epochs:
+            epoch = self.state["epoch"]
+            dataset.epoch = epoch
+            batches = epoch_batches(self.train_rows, self.labels, epoch, f.seed, f.batch_size, self.rank, self.world,
+                                    f.balance == "balanced_batches")[self.state["step_in_epoch"]:]
+            self.model.train()
+            keep_frozen_bn_in_eval(self.model, f.freeze_bn)
+            losses = []
+            started = time.perf_counter()
+            for batch in self._loader(batches, dataset, epoch):
+                self.state["step_in_epoch"] += 1  # counts batches consumed, so a resume skips exactly these
+                if batch is None:
+                    continue  # every video of the batch failed to decode
+                clips, targets, _ = batch
+                losses.append(self.train_step(clips, targets))
+                self.state["global_step"] += 1
+                if self.stop_requested:
+                    self.save_checkpoint()
+                    return {"status": "interrupted", "epoch": epoch, "global_step": self.state["global_step"]}
+            record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan, "seconds": time.perf_counter() - started,
+                      "micro_batch": self.state["micro_batch"], "lr_head": self.scheduler.get_last_lr()[1]}
+            if len(self.holdout_rows):
+                probs, _ = self.predict(self.holdout_rows)
+                ok = ~np.isnan(probs)
+                y = self.labels[self.holdout_rows][ok]
+                p = np.clip(probs[ok], 1e-7, 1 - 1e-7)
+                record["holdout_loss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+                record["holdout_auc"] = binary_metrics(y, p)["roc_auc"]
+                if record["holdout_loss"] < self.state["best_loss"] - 1e-4:
+                    self.state.update(best_loss=record["holdout_loss"], best_epoch=epoch, stale=0)
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    self.state["stale"] += 1
+            self.state["history"].append(record)
+            self.state["epoch"] += 1
+            self.state["step_in_epoch"] = 0
+            self.save_checkpoint()
+            if len(self.holdout_rows) and self.state["stale"] >= f.patience:
+                break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        summary = {"status": "done", "epochs_run": len(self.state["history"]), "best_epoch": self.state["best_epoch"],
+                   "global_step": self.state["global_step"]}
+        if self.rank == 0:
+            summary.update(self.write_artifact())
+        if self.world > 1:
+            dist.barrier()
+        return summary
+
+    # -- the artifact ----------------------------------------------------------------------
+
+    def write_artifact(self) -> dict:
+        """weights.pt, model.yaml (with the hold-out's threshold and metrics), history.jsonl, exports."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        threshold, metrics = 0.5, None
+        if len(self.holdout_rows):
+            probs, failed = self.predict(self.holdout_rows)
+            ok = ~np.isnan(probs)
+            y = self.labels[self.holdout_rows][ok]
+            threshold = choose_threshold(y, probs[ok])
+            metrics = binary_metrics(y, probs[ok], threshold)
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        _save_atomic(state, self.out / "weights.pt")
+        digest = hashlib.sha256((self.out / "weights.pt").read_bytes()).hexdigest()
+        clip = clip_config_of(self.init.provenance)
+        spec = {
+            "format": MODEL_FORMAT,
+            "architecture": {"backbone": self.init.provenance["backbone"]["name"], "tap": self.init.tap, "head": self.init.head_params},
+            "clip": {**clip.model_dump(mode="json"), "scale": self.init.scale},
+            "threshold": float(threshold),
+            "calibration": None,
+            "training": {
+                "samples": len(self.table), "train_videos": int(len(self.train_rows)), "holdout_videos": int(len(self.holdout_rows)),
+                "class_counts": {"real": int((self.labels == 0).sum()), "fake": int((self.labels == 1).sum())},
+                "epochs_run": len(self.state["history"]), "best_epoch": self.state["best_epoch"], "init": self.init.source,
+                "world_size": self.world, "oom_events": self.state["oom_events"], "finetune": self.f.model_dump(mode="json"),
+            },
+            "metrics": {"holdout": metrics},
+            "weights": {"file": "weights.pt", "sha256": digest},
+            "provenance": self.init.provenance,
+        }
+        spec["exports"] = export_model(self.model.eval(), spec, self.out, self.f.export)
+        (self.out / "model.yaml").write_text(yaml.safe_dump(json_safe(spec), sort_keys=False))
+        with open(self.out / "history.jsonl", "w") as handle:
+            for record in self.state["history"]:
+                handle.write(json.dumps(json_safe(record)) + "\n")
+        return {"threshold": threshold, "holdout": metrics, "exports": spec["exports"]}
+
+
+def export_model(model: VideoClassifier, spec: dict, out: Path, kinds: list[str]) -> dict:
+    """TorchScript and/or ONNX copies, each checked against the eager model on a random clip."""
+    if not kinds:
+        return {}
+    clip = spec["clip"]
+    example = torch.randn(2, 3, clip["frames"], clip["scale"], clip["scale"])
+    model = model.cpu().eval()
+    with torch.inference_mode():
+        expected = model(example)
+    done = {}
+    if "torchscript" in kinds:
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example)
+            traced.save(str(out / "model.ts"))
+            got = torch.jit.load(str(out / "model.ts"))(example)
+        done["torchscript"] = {"file": "model.ts", "max_abs_diff": float((got - expected).abs().max())}
+    if "onnx" in kinds:
+        torch.onnx.export(model, (example,), str(out / "model.onnx"), input_names=["clips"], output_names=["logits"],
+                          dynamic_axes={"clips": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+        entry = {"file": "model.onnx"}
+        try:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"clips": example.numpy()})[0]
+            entry["max_abs_diff"] = float(np.abs(got - expected.numpy()).max())
+        except ImportError:
+            entry["max_abs_diff"] = None  # onnxruntime is not installed: not checked
+        done["onnx"] = entry
+    for kind, entry in done.items():
+        if entry["max_abs_diff"] is not None and entry["max_abs_diff"] > 1e-3:
+            raise FinetuneError(f"the {kind} export differs from the eager model by {entry['max_abs_diff']:.2e}")
+    return done
+
+
+def finetune(samples: str | Path, init: str | Path, out: str | Path, cfg: Config, resume: bool = False) -> dict:
+    return Trainer(samples, init, out, cfg, resume=resume).run()

@@ -1,0 +1,68 @@
+"""The end-to-end model: a video backbone up to one tap, then the Inception3D head.
+
+``VideoClassifier`` takes normalised clips (B, 3, T, S, S) and returns one logit of "fake"
+per clip. Its head is the same module the ``inception`` head trains on stored maps, so a
+head from a run warm-starts it exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from features.backbone import TAP_ORDER, BackboneTaps
+from heads.inception import InceptionHead
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+class VideoClassifier(nn.Module):
+    def __init__(self, backbone: nn.Module, tap: str, head: InceptionHead):
+        super().__init__()
+        if tap not in STAGES:
+            raise ValueError(f"the head reads a map tap, one of {STAGES}; got {tap!r}")
+        self.taps = BackboneTaps(backbone, [tap])
+        self.tap = tap
+        self.head = head
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.head(self.taps(clips)[self.tap])
+
+    def stages(self) -> dict[str, nn.Module]:
+        """The backbone's stages up to the tap (the rest never runs)."""
+        backbone = self.taps.backbone
+        last = TAP_ORDER.index(self.tap)
+        return {name: getattr(backbone, name) for name in STAGES[: last + 1]}
+
+
+def set_trainable(model: VideoClassifier, trainable: list[str], freeze_bn: bool) -> list[nn.Parameter]:
+    """Freeze every backbone stage not in ``trainable`` (``all`` = every stage); with
+    ``freeze_bn`` the batch-norm layers keep their statistics and affine weights. Returns
+    the backbone parameters left trainable."""
+    names = list(model.stages()) if trainable == ["all"] else trainable
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown backbone stage(s) {unknown}; choose from {list(STAGES)} or [all]")
+    for p in model.taps.backbone.parameters():
+        p.requires_grad = False
+    params = []
+    for name, stage in model.stages().items():
+        if name not in names:
+            continue
+        for module in stage.modules():
+            if freeze_bn and isinstance(module, nn.modules.batchnorm._BatchNorm):
+                continue
+            for p in module.parameters(recurse=False):
+                p.requires_grad = True
+                params.append(p)
+    return params
+
+
+def keep_frozen_bn_in_eval(model: VideoClassifier, freeze_bn: bool) -> None:
+    """After ``model.train()``: frozen stages and frozen batch norms stay in eval mode, so
+    their running statistics never move."""
+    for name, stage in model.stages().items():
+        trainable = any(p.requires_grad for p in stage.parameters())
+        for module in stage.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (freeze_bn or not trainable):
+                module.eval()

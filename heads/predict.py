@@ -1,0 +1,198 @@
+"""``predict MODEL VIDEO_OR_DIR``: probability of "fake" for new videos.
+
+MODEL is either a fine-tuned model (``models/NAME``, from ``finetune``) or a head run
+(``runs/<id>``, from ``train``). A head run needs the new videos' features: the run's
+provenance rebuilds the store's backbone, taps, clip pipeline and handcrafted statistics,
+and the run's fold models (and their calibrations) each score the video; their mean is
+the probability, called fake above the mean of the folds' thresholds. ``--tta`` averages
+over the augmented variants the store's policy would draw for the video.
+
+Every file gets a row: path, video_id, prob_fake, label, n_clips, status, reason (a file
+that cannot be read gets status failed, its reason, and no probability).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from configs import Config, FeaturesConfig
+from extract.clips import make_variant, variant_ops
+from extract.job import clips_of_video
+from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video
+from features.backbone import BackboneTaps
+from features.pooling import summarise_maps
+from heads.crossval import apply_calibration_params
+from heads.inception import InceptionHead
+from heads.model import VideoClassifier
+from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
+
+PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "label", "n_clips", "status", "reason")
+
+
+class PredictError(ValueError):
+    """A model path that is neither a model nor a run, or an input with no videos."""
+
+
+def list_videos(target: str | Path) -> list[Path]:
+    target = Path(target)
+    if target.is_file():
+        return [target]
+    if target.is_dir():
+        found = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        if found:
+            return found
+        raise PredictError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {target}")
+    raise PredictError(f"not found: {target}")
+
+
+class _Videos(Dataset):
+    def __init__(self, paths: list[Path], prepare):
+        self.paths, self.prepare = paths, prepare
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            return {"index": i, "reason": "", **self.prepare(self.paths[i])}
+        except VideoError as err:
+            return {"index": i, "reason": str(err)}
+        except Exception as err:  # one odd file must not stop the others
+            return {"index": i, "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"}
+
+
+class ModelPredictor:
+    """A fine-tuned VideoClassifier artifact."""
+
+    def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device):
+        spec = yaml.safe_load((folder / "model.yaml").read_text())
+        self.spec, self.tta, self.device = spec, tta, device
+        head = InceptionHead(**spec["architecture"]["head"])
+        self.model = VideoClassifier(backbone_of(spec["provenance"], cfg.backbone), spec["architecture"]["tap"], head)
+        self.model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
+        self.model.to(device).eval()
+        self.clip = clip_config_of(spec["provenance"])
+        self.scale = int(spec["clip"]["scale"])
+        self.policy = augment_config_of(spec["provenance"])
+        self.threshold = float(spec["threshold"])
+
+    def prepare(self, path: Path) -> dict:
+        decoded = decode_clip(path, self.clip.frames, self.clip.size)
+        plans = variant_ops(self.policy, path.stem, self.clip.frames) if self.tta else [[]]
+        clips = torch.stack([clip_at_scale(make_variant(decoded.frames, decoded.box, ops), self.clip, self.scale) for ops in plans])
+        return {"clips": clips}
+
+    @torch.inference_mode()
+    def score(self, item: dict) -> tuple[float, int]:
+        logits = self.model(item["clips"].to(self.device)).float()
+        return float(torch.sigmoid(logits).mean()), len(item["clips"])
+
+
+class RunPredictor:
+    """A head run: the store's pipeline computes features, the fold models score them."""
+
+    def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device):
+        self.summary = json.loads((folder / "summary.json").read_text())
+        run_cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        provenance = json.loads((folder / "provenance.json").read_text())
+        self.head, self.scale, self.features = self.summary["head"], int(self.summary["scale"]), self.summary["features"]
+        record = provenance["preprocessing"]
+        policy = augment_config_of(provenance)
+        self.pipeline = Config(
+            clip=clip_config_of(provenance),
+            augment=policy.model_copy(update={"variants": policy.variants if tta else 0}),
+            features=FeaturesConfig(handcrafted=record.get("handcrafted") is not None),
+        )
+        self.taps = BackboneTaps(backbone_of(provenance, cfg.backbone), [t for t in record["taps"]]).to(device).eval()
+        self.device = device
+        folds = sorted((folder / "checkpoints").glob("fold*.calibration.json"))
+        if not folds:
+            raise PredictError(f"run {folder} has no fold models in checkpoints/ (train it again with this version)")
+        self.calibrations = [json.loads(p.read_text()) for p in folds]
+        stems = [p.name.removesuffix(".calibration.json") for p in folds]
+        if self.head == "gbm":
+            self.models = [lgb.Booster(model_file=str(folder / "checkpoints" / f"{s}.txt")) for s in stems]
+        elif self.head == "logreg":
+            self.models = [json.loads((folder / "checkpoints" / f"{s}.json").read_text()) for s in stems]
+        else:
+            params = run_cfg["train"]["inception"]
+            self.models = []
+            for s in stems:
+                state = torch.load(folder / "checkpoints" / f"{s}.pt", map_location="cpu", weights_only=True)
+                head = InceptionHead(int(state["block.branch1.weight"].shape[1]), params["branch_channels"], params["bottleneck"], params["dropout"])
+                head.load_state_dict(state)
+                self.models.append(head.to(device).eval())
+        self.threshold = float(np.mean([c["threshold"] for c in self.calibrations]))
+
+    def prepare(self, path: Path) -> dict:
+        info = probe_video(path)
+        meta = {k: info.get(k) for k in ("bitrate", "fps", "width", "height", "duration", "codec")}
+        made = clips_of_video(str(path), path.stem, self.pipeline, meta)
+        return {"clips": made["clips"][self.scale], "handcrafted": made["handcrafted"].get(self.scale)}
+
+    @torch.inference_mode()
+    def score(self, item: dict) -> tuple[float, int]:
+        outputs = self.taps(item["clips"].to(self.device))
+        arrays = {("embedding" if k == "pool" else k): v.float().cpu().numpy() for k, v in outputs.items()}
+        if item.get("handcrafted") is not None:
+            arrays["handcrafted"] = item["handcrafted"]
+        n = len(item["clips"])
+        per_fold = []
+        if self.head == "inception":
+            maps = outputs[self.features[0]].float()
+            raw = [torch.sigmoid(m(maps)).cpu().numpy().astype(np.float64) for m in self.models]
+        else:
+            X = np.concatenate([a if a.ndim == 2 else summarise_maps(a) for a in (arrays[f] for f in self.features)], axis=1)
+            raw = [m.predict(X) if self.head == "gbm" else _logreg_probs(m, X) for m in self.models]
+        for probs, calibration in zip(raw, self.calibrations):
+            per_fold.append(apply_calibration_params(calibration["calibrator"], probs))
+        return float(np.mean(per_fold)), n
+
+
+def _logreg_probs(params: dict, X: np.ndarray) -> np.ndarray:
+    """The saved standardised logistic regression: impute medians, standardise, sigmoid."""
+    filled = np.where(np.isnan(X), np.asarray(params["median"]), X)
+    z = (filled - np.asarray(params["mean"])) / np.asarray(params["scale"])
+    return 1 / (1 + np.exp(-(z @ np.asarray(params["coef"]) + params["intercept"])))
+
+
+def _first(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto"):
+    folder = Path(model)
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    if (folder / "model.yaml").is_file():
+        return ModelPredictor(folder, cfg, tta, dev)
+    if (folder / "summary.json").is_file():
+        return RunPredictor(folder, cfg, tta, dev)
+    raise PredictError(f"{folder} is neither a model folder (model.yaml) nor a run folder (summary.json)")
+
+
+def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, progress: bool = True) -> pl.DataFrame:
+    predictor = load_predictor(model, cfg, tta)
+    paths = list_videos(target)
+    loader = DataLoader(_Videos(paths, predictor.prepare), batch_size=1, collate_fn=_first, num_workers=workers)
+    rows = []
+    for item in tqdm(loader, total=len(paths), unit="video", desc="predict", disable=not progress):
+        path = paths[item["index"]]
+        if item["reason"]:
+            rows.append({"path": str(path), "video_id": path.stem, "prob_fake": None, "label": None, "n_clips": 0,
+                         "status": "failed", "reason": item["reason"]})
+            continue
+        prob, n = predictor.score(item)
+        rows.append({"path": str(path), "video_id": path.stem, "prob_fake": prob, "label": "fake" if prob >= predictor.threshold else "real",
+                     "n_clips": n, "status": "ok", "reason": ""})
+    schema = {"path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "label": pl.String, "n_clips": pl.Int64,
+              "status": pl.String, "reason": pl.String}
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,171 @@
+"""Fine-tuning end to end (backbone + Inception3D head), its artifact and exports, and
+predict with a fine-tuned model and with head runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, SHARED_VIDEOS, TINY, run_cli
+from configs import load_config
+from extract.demo_data import make_demo_dataset
+from extract.job import run_extract
+from extract.sources import build_index, write_index
+from heads.finetune import Clips, Trainer, finetune, load_init
+from heads.inception import InceptionHead
+from heads.predict import predict
+from heads.train import train_head
+from store import FeatureStore
+
+# small and quick: 2 epochs, batches of 4, layer4 and the head train
+FT = ["finetune.epochs=2", "finetune.batch_size=4", "finetune.micro_batch=4", "finetune.num_workers=0",
+      "finetune.holdout=0.3", "finetune.trainable=[layer4]", "finetune.lr_backbone=1e-4", "finetune.lr_head=1e-3"]
+FT_SETS = [arg for item in TINY + FT for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    make_demo_dataset(root / "data", 16, seed=4, width=64, height=48, n_frames=16)
+    table, _ = build_index([root / "data"])
+    samples = write_index(table, root / "samples.parquet")
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + [f"train.out={root / 'runs'}", "train.folds=2", "train.bootstrap=0",
+                                                          "train.inception.epochs=3", "train.inception.batch_size=8"] + FT)
+    run_extract(samples, root / "store.zarr", cfg, progress=False)
+    inception_run, _ = train_head("inception", root / "store.zarr", cfg)
+    gbm_run, _ = train_head("gbm", root / "store.zarr", cfg)
+    return {"root": root, "samples": samples, "store": root / "store.zarr", "cfg": cfg, "inception": inception_run, "gbm": gbm_run}
+
+
+def test_the_warm_started_head_is_the_head_trained_on_the_store(world):
+    init = load_init(world["inception"])
+    trainer = Trainer(world["samples"], world["inception"], world["root"] / "unused", world["cfg"])
+    stored_head = InceptionHead(**init.head_params)
+    stored_head.load_state_dict(torch.load(world["inception"] / "checkpoints" / f"fold{init.source['fold']}.pt", weights_only=True))
+    stored_head.eval()
+    model = trainer.model.eval()
+    store = FeatureStore.open(str(world["store"]))
+    rows = store.rows().filter((pl.col("variant") == 0) & (pl.col("status") == "done")).head(3)
+    maps = torch.from_numpy(store.read(init.scale, init.tap, rows["row"].to_numpy()).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(model.head(maps), stored_head(maps))  # the same head, the same logits
+        # and the backbone makes the stored maps from the same clips (stored as float16)
+        dataset = Clips(trainer.table, init, augment=False, seed=0)
+        position = {v: i for i, v in enumerate(trainer.table["video_id"].to_list())}
+        clips = torch.stack([dataset[position[v]][0] for v in rows["video_id"].to_list()])
+        fresh = model.taps(clips)[init.tap]
+    assert torch.allclose(fresh, maps, rtol=1e-2, atol=1e-2)
+
+
+def test_loss_decreases_on_a_fixed_batch(world):
+    trainer = Trainer(world["samples"], world["inception"], world["root"] / "fixed", world["cfg"])
+    dataset = Clips(trainer.table, trainer.init, augment=False, seed=0)
+    items = [dataset[i] for i in range(6)]
+    clips = torch.stack([it[0] for it in items])
+    targets = torch.tensor([it[1] for it in items])
+    trainer.model.train()
+    losses = [trainer.train_step(clips, targets) for _ in range(8)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_finetune_writes_the_artifact_and_exports_match(world, tmp_path):
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.export=[torchscript,onnx]", "finetune.inject_oom_steps=[1]"])
+    result = finetune(world["samples"], world["inception"], tmp_path / "model", cfg)
+    assert result["status"] == "done"
+    spec = yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())
+    assert spec["format"] == "vidstore-model/1" and spec["architecture"]["tap"] == "layer4"
+    assert spec["clip"]["frames"] == 4 and spec["clip"]["scale"] == 32 and 0 < spec["threshold"] < 1
+    assert spec["training"]["init"]["run"] == str(world["inception"]) and spec["metrics"]["holdout"]["roc_auc"] is not None
+    # the simulated out-of-memory at step 1 halved the micro-batch and training went on
+    assert spec["training"]["oom_events"] == [{"step": 1, "micro_batch": 2, "error": "SimulatedOOM"}]
+    assert spec["training"]["epochs_run"] == 2
+    for kind in ("torchscript", "onnx"):
+        assert spec["exports"][kind]["max_abs_diff"] < 1e-4, spec["exports"]
+    state = torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
+    assert "head.linear.weight" in state and "taps.backbone.layer4.0.conv1.0.weight" in state
+    scripted = torch.jit.load(str(tmp_path / "model" / "model.ts"))
+    assert scripted(torch.randn(1, 3, 4, 32, 32)).shape == (1,)
+
+
+def finetune_cmd(world, out, *extra):
+    return [sys.executable, str(ROOT / "cli.py"), "finetune", "--samples", str(world["samples"]), "--init", str(world["inception"]),
+            "--out", str(out), "-c", str(ROOT / "configs/demo.yaml"), *FT_SETS, "--set", "finetune.epochs=3", *extra]
+
+
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
+def test_kill_and_resume_gives_the_same_weights(world, tmp_path, kill):
+    whole = subprocess.run(finetune_cmd(world, tmp_path / "whole"), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = subprocess.Popen(finetune_cmd(world, tmp_path / "killed"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, kill)
+    out, _ = proc.communicate()
+    if kill == signal.SIGTERM:
+        assert proc.returncode == 0 and "continue with --resume" in out
+    assert not (tmp_path / "killed" / "weights.pt").exists()
+    again = subprocess.run(finetune_cmd(world, tmp_path / "killed", "--resume"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    a = torch.load(tmp_path / "whole" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+def test_torchrun_two_processes_train(world, tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", *finetune_cmd(world, tmp_path / "ddp")[1:]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spec = yaml.safe_load((tmp_path / "ddp" / "model.yaml").read_text())
+    assert spec["training"]["world_size"] == 2 and (tmp_path / "ddp" / "weights.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def model_dir(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    finetune(world["samples"], world["inception"], out, load_config(ROOT / "configs/demo.yaml", TINY + FT))
+    return out
+
+
+@pytest.mark.parametrize("which", ["model", "inception", "gbm"])
+def test_predict_writes_a_row_for_every_file(world, model_dir, corrupt_files, tmp_path, which):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in sorted((world["root"] / "data" / "videos").glob("*.mp4"))[:3]:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(corrupt_files["truncated"], folder / "broken.mp4")
+    target = {"model": model_dir, "inception": world["inception"], "gbm": world["gbm"]}[which]
+    table = predict(target, folder, world["cfg"], workers=0, progress=False)
+    assert table.columns == ["path", "video_id", "prob_fake", "label", "n_clips", "status", "reason"]
+    assert table.height == 4
+    broken = table.filter(pl.col("video_id") == "broken").row(0, named=True)
+    assert broken["status"] == "failed" and broken["prob_fake"] is None and broken["reason"]
+    ok = table.filter(pl.col("status") == "ok")
+    assert ok.height == 3 and ok["prob_fake"].is_between(0, 1).all() and set(ok["label"]) <= {"fake", "real"}
+    assert (ok["n_clips"] == 1).all()
+    tta = predict(target, folder, world["cfg"], tta=True, workers=0, progress=False).filter(pl.col("status") == "ok")
+    assert (tta["n_clips"] == 2).all()  # the original and the store's one augmented variant
+
+
+def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):
+    if not SHARED_VIDEOS.is_dir():
+        pytest.skip("../shared/data/videos is not present")
+    proc = run_cli("predict", str(model_dir), str(SHARED_VIDEOS), "--out", str(tmp_path / "preds.csv"), "--workers", "0")
+    table = pl.read_csv(tmp_path / "preds.csv")
+    assert table.height == 3 and (table["status"] == "ok").all() and "video" in proc.stdout
+    bad = run_cli("predict", str(tmp_path), str(SHARED_VIDEOS), check=False)
+    assert bad.returncode == 2 and "neither a model folder" in bad.stderr
