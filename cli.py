@@ -306,11 +306,14 @@ def finetune(
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
+    final_from: Optional[Path] = typer.Option(
+        None, help="a model trained with a hold-out: train on every video for its best epoch count, keep its threshold"
+    ),
 ) -> None:
     """Fine-tune backbone + Inception3D head end to end (torchrun for several GPUs)."""
     from heads.finetune import finetune as run_finetune
 
-    result = run_finetune(samples, init, out, _config(config, overrides), resume=resume)
+    result = run_finetune(samples, init, out, _config(config, overrides), resume=resume, final_from=final_from)
     if result["status"] == "interrupted":
         typer.echo(f"stopped at epoch {result['epoch']}, step {result['global_step']}; checkpoint in {out}; continue with --resume")
         return

@@ -1,6 +1,7 @@
 """``finetune``: backbone + Inception3D head trained end to end; the final model artifact.
 
     python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME
+    python cli.py finetune ... --out models/NAME-final --final-from models/NAME   # every video, best epochs
     torchrun --nproc_per_node 4 cli.py finetune ...        # DistributedDataParallel, rank 0 writes
 
 The head starts from a head trained on the store's maps (the best fold of an ``inception``
@@ -193,7 +194,15 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False):
+    def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False,
+                 final_from: str | Path | None = None):
+        self.final = None
+        if final_from is not None:
+            # the final model: every video trains, for the epoch count the hold-out run chose,
+            # and the hold-out run's threshold is kept (no videos are left to choose one)
+            self.final = yaml.safe_load((Path(final_from) / "model.yaml").read_text())
+            best = int(self.final["training"]["best_epoch"]) or int(self.final["training"]["epochs_run"])
+            cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"holdout": 0.0, "epochs": best})})
         self.cfg, self.f = cfg, cfg.finetune
         self.out = Path(out)
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -408,7 +417,9 @@ class Trainer:
         """weights.pt, model.yaml (with the hold-out's threshold and metrics), history.jsonl, exports."""
         self.out.mkdir(parents=True, exist_ok=True)
         threshold, metrics = 0.5, None
-        if len(self.holdout_rows):
+        if self.final is not None:
+            threshold, metrics = float(self.final["threshold"]), self.final["metrics"]["holdout"]
+        elif len(self.holdout_rows):
             probs, failed = self.predict(self.holdout_rows)
             ok = ~np.isnan(probs)
             y = self.labels[self.holdout_rows][ok]
@@ -429,6 +440,8 @@ class Trainer:
                 "class_counts": {"real": int((self.labels == 0).sum()), "fake": int((self.labels == 1).sum())},
                 "epochs_run": len(self.state["history"]), "best_epoch": self.state["best_epoch"], "init": self.init.source,
                 "world_size": self.world, "oom_events": self.state["oom_events"], "finetune": self.f.model_dump(mode="json"),
+                "final_from": None if self.final is None else {"best_epoch": self.final["training"]["best_epoch"],
+                                                              "threshold_and_metrics_from_holdout": True},
             },
             "metrics": {"holdout": metrics},
             "weights": {"file": "weights.pt", "sha256": digest},
@@ -477,5 +490,8 @@ def export_model(model: VideoClassifier, spec: dict, out: Path, kinds: list[str]
     return done
 
 
-def finetune(samples: str | Path, init: str | Path, out: str | Path, cfg: Config, resume: bool = False) -> dict:
-    return Trainer(samples, init, out, cfg, resume=resume).run()
+def finetune(samples: str | Path, init: str | Path, out: str | Path, cfg: Config, resume: bool = False,
+             final_from: str | Path | None = None) -> dict:
+    """Train; ``final_from`` (a model trained with a hold-out) makes the final model: all
+    videos, that model's best epoch count, its threshold."""
+    return Trainer(samples, init, out, cfg, resume=resume, final_from=final_from).run()

@@ -169,3 +169,14 @@ def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):
     assert table.height == 3 and (table["status"] == "ok").all() and "video" in proc.stdout
     bad = run_cli("predict", str(tmp_path), str(SHARED_VIDEOS), check=False)
     assert bad.returncode == 2 and "neither a model folder" in bad.stderr
+
+
+def test_final_model_trains_on_every_video_for_the_holdout_epochs(world, model_dir, tmp_path):
+    result = finetune(world["samples"], world["inception"], tmp_path / "final", load_config(ROOT / "configs/demo.yaml", TINY + FT),
+                      final_from=model_dir)
+    first = yaml.safe_load((model_dir / "model.yaml").read_text())
+    spec = yaml.safe_load((tmp_path / "final" / "model.yaml").read_text())
+    assert result["status"] == "done"
+    assert spec["training"]["holdout_videos"] == 0 and spec["training"]["train_videos"] == 16
+    assert spec["training"]["epochs_run"] == (first["training"]["best_epoch"] or first["training"]["epochs_run"])
+    assert spec["threshold"] == first["threshold"]
