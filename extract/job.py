@@ -242,12 +242,16 @@ def wait_for_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights:
     wanted = set(samples["video_id"].to_list())
     record = preprocessing_record(cfg, weights)
     while True:
+        store = None
         if FeatureStore.exists(store_path):
-            store = FeatureStore.open(store_path, mode="r+")
-            if store.attrs.get("ready"):
-                _check_same_preprocessing(store, record)
-                if wanted <= set(store.rows()["video_id"].unique().to_list()):
-                    return store
+            try:
+                store = FeatureStore.open(store_path, mode="r+")
+            except StoreError:
+                store = None  # rank 0 is still writing the store's attributes
+        if store is not None and store.attrs.get("ready"):
+            _check_same_preprocessing(store, record)
+            if wanted <= set(store.rows()["video_id"].unique().to_list()):
+                return store
         if time.monotonic() > deadline:
             raise ExtractError(
                 f"store {store_path} did not hold the samples' videos after {cfg.extract.wait_timeout:.0f} s; "

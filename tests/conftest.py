@@ -72,6 +72,17 @@ def decode_level_to_index(level: float, n: int) -> int:
     return int(np.argmin(np.abs(levels - level)))
 
 
+def indexed_demo(root: Path, n_videos: int, seed: int):
+    """A small demo dataset (64x48, 16 frames) under root/data, indexed to root/samples.parquet.
+    Returns (samples path, samples table)."""
+    from extract.demo_data import make_demo_dataset
+    from extract.sources import build_index, write_index
+
+    make_demo_dataset(root / "data", n_videos, seed=seed, width=64, height=48, n_frames=16)
+    table, _ = build_index([root / "data"])
+    return write_index(table, root / "samples.parquet"), table
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python cli.py ...`` in a subprocess, as a user would."""
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT)

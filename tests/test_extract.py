@@ -10,12 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, indexed_demo
 from configs import load_config
 from extract.clips import make_scaled_clips, make_variant, variant_ops
-from extract.demo_data import make_demo_dataset
 from extract.job import META_COLUMNS, run_extract
-from extract.sources import build_index, write_index
 from extract.video import decode_clip
 from store import FeatureStore
 
@@ -25,9 +23,7 @@ K = 2
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
-    make_demo_dataset(root / "data", 6, seed=2, width=64, height=48, n_frames=16)
-    table, _ = build_index([root / "data"])
-    return write_index(table, root / "samples.parquet")
+    return indexed_demo(root, 6, seed=2)[0]
 
 
 def config(**extra):

@@ -16,11 +16,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, SHARED_VIDEOS, TINY, run_cli
+from conftest import ROOT, SHARED_VIDEOS, TINY, indexed_demo, run_cli
 from configs import load_config
-from extract.demo_data import make_demo_dataset
 from extract.job import run_extract
-from extract.sources import build_index, write_index
 from heads.finetune import Clips, Trainer, finetune, load_init
 from heads.inception import InceptionHead
 from heads.predict import predict
@@ -36,9 +34,7 @@ FT_SETS = [arg for item in TINY + FT for arg in ("--set", item)]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
-    make_demo_dataset(root / "data", 16, seed=4, width=64, height=48, n_frames=16)
-    table, _ = build_index([root / "data"])
-    samples = write_index(table, root / "samples.parquet")
+    samples, _ = indexed_demo(root, 16, seed=4)
     cfg = load_config(ROOT / "configs/demo.yaml", TINY + [f"train.out={root / 'runs'}", "train.folds=2", "train.bootstrap=0",
                                                           "train.inception.epochs=3", "train.inception.batch_size=8"] + FT)
     run_extract(samples, root / "store.zarr", cfg, progress=False)

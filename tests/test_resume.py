@@ -17,11 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, indexed_demo
 from configs import load_config
-from extract.demo_data import make_demo_dataset
 from extract.job import run_extract
-from extract.sources import build_index, write_index
+from extract.sources import write_index
 from store import FeatureStore, validate_store
 
 # 12 videos, 2 per shard: 6 shards; one augmented variant per video
@@ -32,9 +31,7 @@ CLI_SETS = [arg for item in SETS for arg in ("--set", item)]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    make_demo_dataset(root / "data", 12, seed=5, width=64, height=48, n_frames=16)
-    table, _ = build_index([root / "data"])
-    samples = write_index(table, root / "samples.parquet")
+    samples, table = indexed_demo(root, 12, seed=5)
     reference = root / "reference.zarr"
     run_extract(samples, reference, load_config(ROOT / "configs/demo.yaml", SETS), progress=False)
     return {"root": root, "samples": samples, "reference": FeatureStore.open(str(reference)), "table": table}
