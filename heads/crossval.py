@@ -151,21 +151,22 @@ class FoldOutcome:
 
 def _inner_predictions(
     head: Head, rows: pl.DataFrame, labels: np.ndarray, train: np.ndarray, k: int, seed: int, fold: int
-) -> tuple[np.ndarray, pl.DataFrame | None, list[dict]]:
+) -> tuple[pl.DataFrame | None, list[dict]]:
     """Per-video out-of-fold probabilities over the training videos, from k inner grouped
-    folds of the training rows (the outer validation fold is never touched)."""
+    folds of the training rows (the outer validation fold is never touched), and the
+    inner fits' curves. None when the training groups cannot fill k folds."""
     is_original = rows["variant"].to_numpy() == 0
     try:
         inner = video_folds(rows[train], labels[train], k, seed)
     except ValueError:
-        return train, None, []
+        return None, []
     parts, curves = [], []
     for j in range(k):
         watch = train[(inner == j) & is_original[train]]
         fitted = head.fit(train[inner != j], watch, labels, seed + j)
         curves += [{"fold": fold, "stage": f"inner{j}", **c} for c in fitted.curves]
         parts.append(per_video(rows, watch, labels, head.predict(fitted, watch)))
-    return train, pl.concat(parts), curves
+    return pl.concat(parts), curves
 
 
 def evaluate_fold(
@@ -187,7 +188,8 @@ def evaluate_fold(
     if head.refit and inner_folds > 1:
         # threshold and calibration from out-of-fold predictions over all the training
         # videos (inner grouped folds), then one fit on every training row
-        fit_rows, held_videos, curves = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
+        fit_rows = train
+        held_videos, curves = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
         fitted = head.fit(train, None, labels, seed + fold)
         curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
         held_originals = held_videos["video_id"] if held_videos is not None else []  # too few groups: threshold 0.5

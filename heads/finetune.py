@@ -113,8 +113,9 @@ def build_model(init: Init, cfg: Config) -> VideoClassifier:
 
 class Clips(Dataset):
     """Item i: (clip (3, T, s, s), label, i), or (None, label, i) for a video that cannot
-    be decoded. Training clips draw fresh augmentations per epoch, seeded by (seed,
-    video_id, epoch), whatever worker or rank makes them."""
+    be decoded. Training clips draw fresh augmentations per epoch with the store's policy
+    (an explicit policy cycles through its lists), seeded by (seed, video_id, epoch),
+    whatever worker or rank makes them."""
 
     def __init__(self, table: pl.DataFrame, init: Init, augment: bool, seed: int):
         self.paths = table["path"].to_list()
@@ -135,8 +136,9 @@ class Clips(Dataset):
         frames = decoded.frames
         if self.augment:
             p = self.policy
+            explicit = p.explicit[self.epoch % len(p.explicit)] if p.explicit else None
             ops = draw_variant(variant_rng(self.seed, f"{self.video_ids[i]}#epoch{self.epoch}", 1), self.clip.frames,
-                               spatial=p.spatial, temporal=p.temporal, ops=p.ops)
+                               spatial=p.spatial, temporal=p.temporal, ops=p.ops, explicit=explicit)
             frames = make_variant(frames, decoded.box, ops)
         return clip_at_scale(frames, self.clip, self.scale), self.labels[i], i
 
