@@ -335,13 +335,14 @@ def predict(
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     workers: int = typer.Option(2, help="decode processes"),
+    batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
 ) -> None:
     """Probability of fake for each video: path, video_id, prob_fake, label, n_clips, status, reason."""
     import polars as pl
 
     from heads.predict import predict as run_predict
 
-    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers)
+    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
         typer.echo(table.select("video_id", "prob_fake", "label", "n_clips", "status", "reason"))
     if out:

@@ -7,6 +7,9 @@ and the run's fold models (and their calibrations) each score the video; their m
 the probability, called fake above the mean of the folds' thresholds. ``--tta`` averages
 over the augmented variants the store's policy would draw for the video.
 
+Videos decode in DataLoader workers; their clips are gathered across videos into
+forward passes of ``batch_size`` clips or more, on the GPU when there is one.
+
 Every file gets a row: path, video_id, prob_fake, label, n_clips, status, reason (a file
 that cannot be read gets status failed, its reason, and no probability).
 """
@@ -84,6 +87,7 @@ class ModelPredictor:
         self.scale = int(spec["clip"]["scale"])
         self.policy = augment_config_of(spec["provenance"])
         self.threshold = float(spec["threshold"])
+        self.forward_passes = 0
 
     def prepare(self, path: Path) -> dict:
         decoded = decode_clip(path, self.clip.frames, self.clip.size)
@@ -92,9 +96,13 @@ class ModelPredictor:
         return {"clips": clips}
 
     @torch.inference_mode()
-    def score(self, item: dict) -> tuple[float, int]:
-        logits = self.model(item["clips"].to(self.device)).float()
-        return float(torch.sigmoid(logits).mean()), len(item["clips"])
+    def score_batch(self, items: list[dict]) -> list[tuple[float, int]]:
+        """One forward pass over the clips of several videos; per video, the mean probability."""
+        self.forward_passes += 1
+        sizes = [len(item["clips"]) for item in items]
+        logits = self.model(torch.cat([item["clips"] for item in items]).to(self.device)).float()
+        probs = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+        return [(float(part.mean()), n) for part, n in zip(np.split(probs, np.cumsum(sizes)[:-1]), sizes)]
 
 
 class RunPredictor:
@@ -132,6 +140,7 @@ class RunPredictor:
                 head.load_state_dict(state)
                 self.models.append(head.to(device).eval())
         self.threshold = float(np.mean([c["threshold"] for c in self.calibrations]))
+        self.forward_passes = 0
 
     def prepare(self, path: Path) -> dict:
         info = probe_video(path)
@@ -140,22 +149,23 @@ class RunPredictor:
         return {"clips": made["clips"][self.scale], "handcrafted": made["handcrafted"].get(self.scale)}
 
     @torch.inference_mode()
-    def score(self, item: dict) -> tuple[float, int]:
-        outputs = self.taps(item["clips"].to(self.device))
-        arrays = {("embedding" if k == "pool" else k): v.float().cpu().numpy() for k, v in outputs.items()}
-        if item.get("handcrafted") is not None:
-            arrays["handcrafted"] = item["handcrafted"]
-        n = len(item["clips"])
-        per_fold = []
+    def score_batch(self, items: list[dict]) -> list[tuple[float, int]]:
+        """One backbone pass over the clips of several videos; per video, the mean over its
+        clips and the fold models of the calibrated probability."""
+        self.forward_passes += 1
+        sizes = [len(item["clips"]) for item in items]
+        outputs = self.taps(torch.cat([item["clips"] for item in items]).to(self.device))
         if self.head == "inception":
             maps = outputs[self.features[0]].float()
             raw = [torch.sigmoid(m(maps)).cpu().numpy().astype(np.float64) for m in self.models]
         else:
+            arrays = {("embedding" if k == "pool" else k): v.float().cpu().numpy() for k, v in outputs.items()}
+            if "handcrafted" in self.features:
+                arrays["handcrafted"] = np.concatenate([item["handcrafted"] for item in items])
             X = np.concatenate([a if a.ndim == 2 else summarise_maps(a) for a in (arrays[f] for f in self.features)], axis=1)
             raw = [m.predict(X) if self.head == "gbm" else _logreg_probs(m, X) for m in self.models]
-        for probs, calibration in zip(raw, self.calibrations):
-            per_fold.append(apply_calibration_params(calibration["calibrator"], probs))
-        return float(np.mean(per_fold)), n
+        per_clip = np.mean([apply_calibration_params(c["calibrator"], probs) for probs, c in zip(raw, self.calibrations)], axis=0)
+        return [(float(part.mean()), n) for part, n in zip(np.split(per_clip, np.cumsum(sizes)[:-1]), sizes)]
 
 
 def _logreg_probs(params: dict, X: np.ndarray) -> np.ndarray:
@@ -179,20 +189,39 @@ def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: st
     raise PredictError(f"{folder} is neither a model folder (model.yaml) nor a run folder (summary.json)")
 
 
-def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, progress: bool = True) -> pl.DataFrame:
-    predictor = load_predictor(model, cfg, tta)
-    paths = list_videos(target)
+def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, batch_size: int = 32,
+            progress: bool = True) -> pl.DataFrame:
+    return predict_videos(load_predictor(model, cfg, tta), list_videos(target), workers=workers, batch_size=batch_size,
+                          progress=progress)
+
+
+def predict_videos(predictor, paths: list[Path], *, workers: int = 2, batch_size: int = 32, progress: bool = True) -> pl.DataFrame:
+    """Videos are decoded in ``workers`` processes; their clips are gathered across videos
+    into forward passes of at least ``batch_size`` clips (a video's clips never split)."""
+    if batch_size < 1:
+        raise PredictError(f"batch_size must be at least 1, got {batch_size}")
     loader = DataLoader(_Videos(paths, predictor.prepare), batch_size=1, collate_fn=_first, num_workers=workers)
-    rows = []
+    rows: list[dict] = []
+    pending: list[dict] = []
+
+    def flush() -> None:
+        for item, (prob, n) in zip(pending, predictor.score_batch(pending)):
+            path = paths[item["index"]]
+            rows.append({"index": item["index"], "path": str(path), "video_id": path.stem, "prob_fake": prob,
+                         "label": "fake" if prob >= predictor.threshold else "real", "n_clips": n, "status": "ok", "reason": ""})
+        pending.clear()
+
     for item in tqdm(loader, total=len(paths), unit="video", desc="predict", disable=not progress):
-        path = paths[item["index"]]
         if item["reason"]:
-            rows.append({"path": str(path), "video_id": path.stem, "prob_fake": None, "label": None, "n_clips": 0,
-                         "status": "failed", "reason": item["reason"]})
+            path = paths[item["index"]]
+            rows.append({"index": item["index"], "path": str(path), "video_id": path.stem, "prob_fake": None, "label": None,
+                         "n_clips": 0, "status": "failed", "reason": item["reason"]})
             continue
-        prob, n = predictor.score(item)
-        rows.append({"path": str(path), "video_id": path.stem, "prob_fake": prob, "label": "fake" if prob >= predictor.threshold else "real",
-                     "n_clips": n, "status": "ok", "reason": ""})
-    schema = {"path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "label": pl.String, "n_clips": pl.Int64,
-              "status": pl.String, "reason": pl.String}
-    return pl.DataFrame(rows, schema=schema)
+        pending.append(item)
+        if sum(len(it["clips"]) for it in pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    schema = {"index": pl.Int64, "path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "label": pl.String,
+              "n_clips": pl.Int64, "status": pl.String, "reason": pl.String}
+    return pl.DataFrame(rows, schema=schema).sort("index").drop("index")

@@ -21,7 +21,7 @@ from configs import load_config
 from extract.job import run_extract
 from heads.finetune import Clips, Trainer, finetune, load_init
 from heads.inception import InceptionHead
-from heads.predict import predict
+from heads.predict import load_predictor, predict, predict_videos
 from heads.train import train_head
 from store import FeatureStore
 
@@ -170,6 +170,23 @@ def test_predict_writes_a_row_for_every_file(world, model_dir, corrupt_files, tm
     assert (ok["n_clips"] == 1).all()
     tta = predict(target, folder, world["cfg"], tta=True, workers=0, progress=False).filter(pl.col("status") == "ok")
     assert (tta["n_clips"] == 2).all()  # the original and the store's one augmented variant
+
+
+@pytest.mark.parametrize("which", ["model", "gbm"])
+def test_predict_batches_clips_across_videos_with_the_same_results(world, model_dir, corrupt_files, tmp_path, which):
+    paths = sorted((world["root"] / "data" / "videos").glob("*.mp4"))[:5]
+    shutil.copy(corrupt_files["truncated"], tmp_path / "broken.mp4")
+    paths.insert(2, tmp_path / "broken.mp4")
+    target = {"model": model_dir, "gbm": world["gbm"]}[which]
+    one = load_predictor(target, world["cfg"], tta=True)
+    by_video = predict_videos(one, paths, workers=0, batch_size=1, progress=False)
+    many = load_predictor(target, world["cfg"], tta=True)
+    batched = predict_videos(many, paths, workers=0, batch_size=64, progress=False)
+    assert (one.forward_passes, many.forward_passes) == (5, 1)  # 5 readable videos, 2 clips each
+    assert by_video["path"].to_list() == [str(p) for p in paths]  # rows keep the input order
+    assert batched.drop("prob_fake").equals(by_video.drop("prob_fake"))
+    ok = by_video["status"] == "ok"
+    assert np.allclose(batched["prob_fake"].filter(ok).to_numpy(), by_video["prob_fake"].filter(ok).to_numpy(), atol=1e-5)
 
 
 def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):
