@@ -30,11 +30,8 @@ from extract.demo_data import write_long_video  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
-def peak_mib():
-    # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec
-    with open('/proc/self/status') as status:
-        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
 sys.path.insert(0, {root!r})
+from benchmarks.rss import peak_rss_mib as peak_mib
 from configs import load_config
 from extract.job import clips_of_video
 from extract.video import decode_clip

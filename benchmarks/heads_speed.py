@@ -31,9 +31,7 @@ from store import ArraySpec, FeatureStore  # noqa: E402
 RUN = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
-def peak_mib():
-    with open('/proc/self/status') as status:
-        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
+from benchmarks.rss import peak_rss_mib as peak_mib
 from configs import load_config
 from heads.train import train_head
 cfg = load_config(None, {sets!r})

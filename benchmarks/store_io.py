@@ -103,11 +103,8 @@ def files_per_10k_rows(tmp: Path) -> None:
 
 READER = r"""
 import json, sys, time
-def peak_mib():
-    # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec
-    with open('/proc/self/status') as status:
-        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
 sys.path.insert(0, {root!r})
+from benchmarks.rss import peak_rss_mib as peak_mib
 from heads.features_table import load_feature_table
 from store import FeatureStore
 store = FeatureStore.open({path!r})

@@ -11,11 +11,8 @@ from extract.demo_data import write_long_video
 
 CHILD = """
 import json, sys
-def peak_mib():
-    # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec
-    with open('/proc/self/status') as status:
-        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
 sys.path.insert(0, {root!r})
+from benchmarks.rss import peak_rss_mib as peak_mib
 from extract.video import decode_clip
 if {decode!r}:
     clip = decode_clip({path!r}, 8, 64)
@@ -41,11 +38,8 @@ def test_decoding_a_long_hd_video_holds_only_the_clip(tmp_path):
 
 READER_CHILD = """
 import json, sys
-def peak_mib():
-    # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec
-    with open('/proc/self/status') as status:
-        return next(int(l.split()[1]) for l in status if l.startswith('VmHWM')) / 1024
 sys.path.insert(0, {root!r})
+from benchmarks.rss import peak_rss_mib as peak_mib
 import polars as pl
 from store import FeatureStore, StoreReader
 store = FeatureStore.open({path!r})
