@@ -28,7 +28,7 @@ from tqdm import tqdm
 from configs import Config, config_hash
 from extract.augment import AUGMENT_VERSION, one_thread
 from extract.clips import make_scaled_clips, make_variant, variant_ops
-from extract.video import DecodedClip, VideoError, decode_clip
+from extract.video import DecodedClip, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
@@ -318,8 +318,7 @@ class VideoClips(Dataset):
         except VideoError as err:
             return {"index": index, "clips": None, "reason": str(err)}
         except Exception as err:  # one odd video must not stop a job over thousands
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
-            return {"index": index, "clips": None, "reason": reason}
+            return {"index": index, "clips": None, "reason": unexpected_reason(err)}
 
 
 def clips_of_video(path: str, video_id: str, cfg: Config, meta: dict | None = None) -> dict:

@@ -33,6 +33,13 @@ def _reason(err: BaseException) -> str:
     return text[:300] or type(err).__name__
 
 
+def unexpected_reason(err: BaseException) -> str:
+    """The recorded reason for an error nobody expected (a bug, an odd file): its type and
+    the first line of its message, so one video's failure is a row, not a stopped job."""
+    text = str(err)
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 def probe_video(path: str | Path) -> dict:
     """Container and stream facts of a video, read from its headers (no full decode).
 

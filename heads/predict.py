@@ -30,7 +30,7 @@ from tqdm import tqdm
 from configs import Config, FeaturesConfig
 from extract.clips import make_variant, variant_ops
 from extract.job import clips_of_video
-from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video
+from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
 from features.backbone import BackboneTaps
 from features.pooling import summarise_maps
 from heads.crossval import apply_calibration_params
@@ -70,7 +70,7 @@ class _Videos(Dataset):
         except VideoError as err:
             return {"index": i, "reason": str(err)}
         except Exception as err:  # one odd file must not stop the others
-            return {"index": i, "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"}
+            return {"index": i, "reason": unexpected_reason(err)}
 
 
 class ModelPredictor:
@@ -102,7 +102,7 @@ class ModelPredictor:
         sizes = [len(item["clips"]) for item in items]
         logits = self.model(torch.cat([item["clips"] for item in items]).to(self.device)).float()
         probs = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
-        return [(float(part.mean()), n) for part, n in zip(np.split(probs, np.cumsum(sizes)[:-1]), sizes)]
+        return _per_video(probs, sizes)
 
 
 class RunPredictor:
@@ -165,7 +165,12 @@ class RunPredictor:
             X = np.concatenate([a if a.ndim == 2 else summarise_maps(a) for a in (arrays[f] for f in self.features)], axis=1)
             raw = [m.predict(X) if self.head == "gbm" else _logreg_probs(m, X) for m in self.models]
         per_clip = np.mean([apply_calibration_params(c["calibrator"], probs) for probs, c in zip(raw, self.calibrations)], axis=0)
-        return [(float(part.mean()), n) for part, n in zip(np.split(per_clip, np.cumsum(sizes)[:-1]), sizes)]
+        return _per_video(per_clip, sizes)
+
+
+def _per_video(per_clip: np.ndarray, sizes: list[int]) -> list[tuple[float, int]]:
+    """Clip probabilities of consecutive videos (``sizes`` clips each) -> (mean, clips) per video."""
+    return [(float(part.mean()), n) for part, n in zip(np.split(per_clip, np.cumsum(sizes)[:-1]), sizes)]
 
 
 def _logreg_probs(params: dict, X: np.ndarray) -> np.ndarray:
