@@ -97,13 +97,17 @@ def inner_holdout(rows: pl.DataFrame, train: np.ndarray, labels: np.ndarray, sha
     return train[parts != 0], train[parts == 0]
 
 
+def _logit(probs: np.ndarray) -> np.ndarray:
+    """Platt scaling's input: log-odds of the probabilities, clipped away from 0 and 1."""
+    return np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+
+
 def fit_calibrator(kind: str, probs: np.ndarray, labels: np.ndarray):
     """A map from raw to calibrated probabilities fitted on hold-out predictions."""
     if kind == "none" or len(np.unique(labels)) < 2:
         return None
     if kind == "platt":
-        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
-        model = LogisticRegression(C=1e6).fit(logit[:, None], labels)
+        model = LogisticRegression(C=1e6).fit(_logit(probs)[:, None], labels)
         return ("platt", model)
     model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(probs, labels)
     return ("isotonic", model)
@@ -124,8 +128,7 @@ def apply_calibration_params(params: dict | None, probs: np.ndarray) -> np.ndarr
     if params is None:
         return probs
     if params["kind"] == "platt":
-        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
-        return 1 / (1 + np.exp(-(params["coef"] * logit + params["intercept"])))
+        return 1 / (1 + np.exp(-(params["coef"] * _logit(probs) + params["intercept"])))
     return np.interp(probs, params["x"], params["y"])
 
 
@@ -134,8 +137,7 @@ def calibrate(calibrator, probs: np.ndarray) -> np.ndarray:
         return probs
     kind, model = calibrator
     if kind == "platt":
-        logit = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
-        return model.predict_proba(logit[:, None])[:, 1]
+        return model.predict_proba(_logit(probs)[:, None])[:, 1]
     return model.predict(probs)
 
 
