@@ -7,8 +7,9 @@ parameters are plain JSON and are stored with the variant's row; ``apply_variant
 the same frames and parameters gives the variant back.
 
 Frames are the video's own pixels (the letterbox bars are not augmented): spatial ops
-take and return float32 (T, 3, h, w) in [0, 1]; temporal ops are index maps that keep T
-frames. Ranges follow the original pipeline (SEED_NOTES): rotation ±15°, colour ×0.7–1.3,
+take and return float32 (T, 3, h, w) in [0, 1] on any device (random fields are drawn
+with numpy on the CPU, so they are the same numbers wherever the op runs); temporal ops
+are index maps that keep T frames. Ranges follow the original pipeline (SEED_NOTES): rotation ±15°, colour ×0.7–1.3,
 noise σ 3–10/255, blur σ 0.5–2 px, translate ±10 %, scale 0.9–1.1, cutout 1–3 holes,
 frame drop up to 25 %.
 """
@@ -69,7 +70,7 @@ def hue(frames: torch.Tensor, shift: float) -> torch.Tensor:
 def noise(frames: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
     """Gaussian noise, fresh in every frame but fixed by ``seed`` (numpy's PCG64: same on every machine)."""
     field = np.random.default_rng(seed).standard_normal(tuple(frames.shape), dtype=np.float32)
-    return frames + torch.from_numpy(field) * sigma
+    return frames + torch.from_numpy(field).to(frames.device, non_blocking=True) * sigma
 
 
 def _kernel_size(sigma: float) -> int:
@@ -106,7 +107,7 @@ def elastic(frames: torch.Tensor, alpha: float, sigma: float, seed: int) -> torc
     """A smooth random displacement field (the same for every frame), at most ``alpha``
     of the smaller side, smoothed over ``sigma`` of it."""
     h, w = frames.shape[-2:]
-    raw = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 1, h, w), dtype=np.float32))
+    raw = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 1, h, w), dtype=np.float32)).to(frames.device)
     s = max(sigma * min(h, w), 0.5)
     k = min(_kernel_size(s), (min(h, w) - 1) // 2 * 2 + 1)
     field = TF.gaussian_blur(raw, [k, k], [s, s])
@@ -118,14 +119,28 @@ def elastic(frames: torch.Tensor, alpha: float, sigma: float, seed: int) -> torc
 
 
 def jpeg(frames: torch.Tensor, quality: int) -> torch.Tensor:
-    """Each frame through a JPEG encode and decode at ``quality`` (Pillow's libjpeg)."""
-    pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    """Each frame through a JPEG encode and decode at ``quality``: Pillow's libjpeg on the
+    CPU; on CUDA, torchvision's nvJPEG when it works there (its bytes differ from libjpeg's
+    by about a grey level), else the CPU for this op alone."""
+    pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    if pixels.is_cuda:
+        try:
+            return _jpeg_cuda(pixels, quality).float() / 255
+        except RuntimeError:  # a torchvision built without nvJPEG: the CPU for this op
+            pass
     out = []
-    for picture in pixels:
+    for picture in pixels.permute(0, 2, 3, 1).cpu().numpy():
         buffer = io.BytesIO()
         Image.fromarray(picture).save(buffer, format="JPEG", quality=quality)
         out.append(np.asarray(Image.open(buffer).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(np.stack(out)).to(frames.device).permute(0, 3, 1, 2).float() / 255
+
+
+def _jpeg_cuda(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    encoded = encode_jpeg(list(pixels), quality=quality)
+    return torch.stack(decode_jpeg(encoded, device=pixels.device))
 
 
 def rescale(frames: torch.Tensor, factor: float) -> torch.Tensor:
@@ -262,21 +277,36 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def apply_variant(content: np.ndarray, ops: list[Params]) -> np.ndarray:
-    """uint8 frames (T, h, w, 3) -> the variant, uint8 (T, h, w, 3). Pure: same in, same out."""
-    if not ops:
-        return content
-    n = content.shape[0]
+def temporal_order(n: int, ops: list[Params]) -> np.ndarray:
+    """The frame order that a variant's temporal ops make of T = ``n`` frames."""
     order = np.arange(n)
     for step in ops:
         if step["op"] in TEMPORAL:
             args = {k: v for k, v in step.items() if k != "op"}
             order = order[TEMPORAL[step["op"]](n, **args)]
+    return order
+
+
+def augment_frames(content: torch.Tensor, ops: list[Params]) -> torch.Tensor:
+    """uint8 frames (T, 3, h, w) on any device -> the variant, uint8 (T, 3, h, w) on that
+    device: temporal ops reorder frames, spatial ops run in float, the result is rounded
+    back to uint8. Pure: same in, same out."""
+    if not ops:
+        return content
+    order = torch.from_numpy(temporal_order(content.shape[0], ops)).to(content.device)
+    frames = content.index_select(0, order).float().div_(255)
+    for step in ops:
+        if step["op"] in SPATIAL:
+            args = {k: v for k, v in step.items() if k != "op"}
+            frames = SPATIAL[step["op"]](frames, **args)
+    return frames.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+
+
+def apply_variant(content: np.ndarray, ops: list[Params]) -> np.ndarray:
+    """uint8 frames (T, h, w, 3) -> the variant, uint8 (T, h, w, 3), one CPU thread. Pure:
+    same in, same out (the per-clip reference of the device stage)."""
+    if not ops:
+        return content
     with one_thread():
-        frames = torch.from_numpy(np.ascontiguousarray(content[order])).permute(0, 3, 1, 2).float().div_(255)
-        for step in ops:
-            if step["op"] in SPATIAL:
-                args = {k: v for k, v in step.items() if k != "op"}
-                frames = SPATIAL[step["op"]](frames, **args)
-        out = frames.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        out = augment_frames(torch.from_numpy(np.ascontiguousarray(content)).permute(0, 3, 1, 2), ops)
     return out.permute(0, 2, 3, 1).contiguous().numpy()
