@@ -139,9 +139,14 @@ class ExtractConfig(_Strict):
     """The extraction job: batching, device, workers, and how arrays are stored."""
 
     batch_size: int = Field(16, ge=1, description="clips per backbone forward")
-    num_workers: int = Field(2, ge=0, description="decode worker processes")
+    num_workers: int = Field(2, ge=0, description="decode worker processes (they decode and letterbox, nothing else)")
+    prefetch: int = Field(4, ge=1, description="decoded videos each worker keeps ready")
+    stage_threads: int = Field(0, ge=0, description="videos in the device stage at once; 0 = one per core on a CPU, 4 on CUDA")
+    writer_threads: int = Field(2, ge=0, description="background threads compressing and writing shards; 0 = write in the job's thread")
+    writer_queue: int = Field(1, ge=0, description="finished shards that may wait for a writer thread (memory bound)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = Field(True, description="autocast (float16) on CUDA")
+    amp: bool = Field(True, description="autocast on CUDA")
+    amp_dtype: Literal["bf16", "fp16"] = Field("bf16", description="autocast dtype on CUDA")
     dtype: Literal["float16", "float32"] = "float16"
     chunk_mb: float = Field(1.0, gt=0, description="target uncompressed size of one chunk along rows")
     shard_videos: int = Field(32, ge=1, description="videos per shard: a shard is one file per array, owned by one writer")

@@ -5,10 +5,16 @@ variants 1..K are augmentations of its content (the letterbox bars stay black), 
 from (seed, video_id, variant). Every variant then exists at every scale: the other scales
 are downscales of the letterboxed variant (area averaging by default, anti-aliased), so
 all scales show the same pixels. Nothing is decoded twice and nothing is written to disk.
+
+``variants_at_scales`` is the device stage of one video: the decoded uint8 frames go to
+the device once and everything else happens there, batched over the video's variants
+(downscales, normalisation, statistics). ``make_variant`` and ``make_scaled_clips`` are
+the per-clip reference of the same arithmetic, on the CPU.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from configs import AugmentConfig, ClipConfig
-from extract.augment import Params, apply_variant, draw_variant, variant_rng
-from extract.video import LetterboxBox, scale_box
-from features.handcrafted import content_crop, handcrafted_features
+from extract.augment import Params, apply_variant, augment_frames, draw_variant, variant_rng
+from extract.video import LetterboxBox, decode_clip, scale_box
+from features.handcrafted import content_crop, handcrafted_batch, handcrafted_features
 
 
 def downscale(clip: torch.Tensor, size: int, method: str = "area") -> torch.Tensor:
@@ -31,10 +37,11 @@ def downscale(clip: torch.Tensor, size: int, method: str = "area") -> torch.Tens
 
 
 def normalise(clip: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """(T, C, S, S) in [0, 1] -> Kinetics-normalised (C, T, S, S), the layout video models take."""
-    m = torch.tensor(mean, dtype=clip.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=clip.dtype).view(1, -1, 1, 1)
-    return ((clip - m) / s).permute(1, 0, 2, 3).contiguous()
+    """(..., T, C, S, S) in [0, 1] -> Kinetics-normalised (..., C, T, S, S), the layout video
+    models take."""
+    m = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(-1, 1, 1)
+    return ((clip - m) / s).transpose(-4, -3).contiguous()
 
 
 @dataclass
@@ -86,3 +93,78 @@ def make_variant(frames: np.ndarray, box: LetterboxBox, ops: list[Params]) -> np
     rows, cols = slice(box.top, box.top + box.height), slice(box.left, box.left + box.width)
     out[:, rows, cols] = apply_variant(frames[:, rows, cols], ops)
     return out
+
+
+def variants_at_scales(
+    frames: torch.Tensor, box: LetterboxBox, plans: list[list[Params]], clip: ClipConfig,
+    handcrafted: bool = True, meta: dict | None = None, timings: dict[str, float] | None = None,
+) -> tuple[dict[int, torch.Tensor], dict[int, np.ndarray]]:
+    """The device stage of one video. Letterboxed uint8 frames (T, S, S, 3) on any device,
+    their content box and the ops of variants 0..K ->
+
+    - clips: {scale: (K+1, 3, T, s, s)} float32, normalised, on the frames' device;
+    - statistics: {scale: (K+1, F)} float32 numpy (empty when ``handcrafted`` is off).
+
+    Each variant's ops run on its content (the bars stay black) with the same functions as
+    ``make_variant``; downscales, normalisation and statistics run once over all variants.
+    ``timings``, when given, accumulates the seconds of each part (``augment``, ``scale``
+    for downscales and normalisation, ``statistics``; on CUDA it synchronises to measure).
+    """
+    clock = _Clock(timings, frames.device)
+    size = clip.size
+    if tuple(frames.shape[1:]) != (size, size, 3):
+        raise ValueError(f"frames are {tuple(frames.shape)}, expected (T, {size}, {size}, 3)")
+    n_var, t = len(plans), frames.shape[0]
+    base = frames.permute(0, 3, 1, 2)  # (T, 3, S, S) uint8
+    rows, cols = slice(box.top, box.top + box.height), slice(box.left, box.left + box.width)
+    variants = base.unsqueeze(0).repeat(n_var, 1, 1, 1, 1)  # (V, T, 3, S, S) uint8
+    content = base[:, :, rows, cols]
+    for k, ops in enumerate(plans):
+        if ops:
+            variants[k, :, :, rows, cols] = augment_frames(content, ops)
+    clock.lap("augment")
+    pixels = variants.reshape(n_var * t, 3, size, size).float().div_(255.0)
+    del variants
+    clips, stats = {}, {}
+    for scale in clip.scales:
+        scaled = downscale(pixels, scale, clip.downscale).reshape(n_var, t, 3, scale, scale)
+        clock.lap("scale")
+        if handcrafted:
+            b = scale_box(box, size, scale)
+            stats[scale] = handcrafted_batch(content_crop(scaled, b.top, b.left, b.height, b.width), meta).numpy()
+            clock.lap("statistics")
+        clips[scale] = normalise(scaled, clip.mean, clip.std)
+        clock.lap("scale")
+    return clips, stats
+
+
+class _Clock:
+    """Adds the seconds since the last lap to ``timings[name]``; does nothing without timings."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device):
+        self.timings, self.cuda = timings, device.type == "cuda"
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is None:
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+def clips_of_video(path: str, video_id: str, cfg, meta: dict | None = None, device: torch.device | None = None) -> dict:
+    """Decode once; make variants 0..K; each at every scale (``cfg``: a full Config). Clips
+    (V, 3, T, s, s) and handcrafted statistics (V, F) per scale, plus what the decoder did.
+    ``meta``: the index's container metadata of the video (for the handcrafted vector)."""
+    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
+    plans = variant_ops(cfg.augment, video_id, cfg.clip.frames)
+    frames = torch.from_numpy(decoded.frames).to(device or "cpu")
+    clips, stats = variants_at_scales(frames, decoded.box, plans, cfg.clip, cfg.features.handcrafted, meta)
+    return {
+        "clips": clips,
+        "handcrafted": stats,
+        "results": {"frames_decoded": decoded.n_decoded, "frames_unique": decoded.n_unique},
+    }

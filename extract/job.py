@@ -13,10 +13,14 @@ import datetime as dt
 import importlib.metadata
 import json
 import os
+import pickle
+import queue
 import subprocess
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs import Config, config_hash
-from extract.augment import AUGMENT_VERSION, one_thread
-from extract.clips import make_scaled_clips, make_variant, variant_ops
-from extract.video import DecodedClip, VideoError, decode_clip, unexpected_reason
+from extract.augment import AUGMENT_VERSION
+from extract.clips import clips_of_video, variant_ops, variants_at_scales  # noqa: F401  (clips_of_video: heads import it here)
+from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
@@ -59,6 +63,11 @@ class ExtractReport:
     rank: int = 0
     world: int = 1
     failures: list[tuple[str, str]] = field(default_factory=list)
+    device: str = ""
+    worker_bytes: int = 0  # shipped from the decode workers, all videos together
+    # seconds per stage, summed over the processes or threads that run it: decode (workers),
+    # device_stage (variants, scales, statistics), write (the shard writer's threads)
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "device_stage": 0.0, "write": 0.0})
 
     @property
     def clips_per_second(self) -> float:
@@ -298,70 +307,99 @@ def init_store(samples_path: str | Path, store_path: str | Path, cfg: Config) ->
     return prepare_store(str(store_path), samples, cfg, weights, str(samples_path))
 
 
-class VideoClips(Dataset):
-    """Item i: every variant of video i at every scale, from one decode, or the reason it
-    could not be read."""
+class DecodedVideos(Dataset):
+    """Item i: the T sampled frames of video i letterboxed to the largest scale, uint8
+    (T, S, S, 3), with their content box and what the decoder did; or the reason it could
+    not be read. This is all a worker does and all that crosses the process boundary."""
 
-    def __init__(self, paths: list[str], video_ids: list[str], metas: list[dict], cfg: Config):
-        self.paths = paths
-        self.video_ids = video_ids
-        self.metas = metas
-        self.cfg = cfg
+    def __init__(self, paths: list[str], frames: int, size: int):
+        self.paths, self.frames, self.size = paths, frames, size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
+        started = time.perf_counter()
+        item: dict = {"index": index, "frames": None, "reason": ""}
         try:
-            clips = clips_of_video(self.paths[index], self.video_ids[index], self.cfg, self.metas[index])
-            return {"index": index, "reason": "", **clips}
+            decoded = decode_clip(self.paths[index], self.frames, self.size)
+            item.update(
+                frames=torch.from_numpy(decoded.frames),
+                box=astuple(decoded.box),
+                results={"frames_decoded": decoded.n_decoded, "frames_unique": decoded.n_unique},
+            )
         except VideoError as err:
-            return {"index": index, "clips": None, "reason": str(err)}
+            item["reason"] = str(err)
         except Exception as err:  # one odd video must not stop a job over thousands
-            return {"index": index, "clips": None, "reason": unexpected_reason(err)}
+            item["reason"] = unexpected_reason(err)
+        item["decode_seconds"] = time.perf_counter() - started
+        return item
 
 
-def clips_of_video(path: str, video_id: str, cfg: Config, meta: dict | None = None) -> dict:
-    """Decode once; make variants 0..K; each at every scale. Clips (V, 3, T, s, s) and
-    handcrafted statistics (V, F) per scale, plus what the decoder did. ``meta``: the
-    index's container metadata of the video (for the handcrafted vector)."""
-    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
-    with one_thread():  # the same bytes in a worker (one thread) and in the main process
-        return _variants_at_scales(decoded, video_id, cfg, meta)
-
-
-def _variants_at_scales(decoded: DecodedClip, video_id: str, cfg: Config, meta: dict | None) -> dict:
-    plans = variant_ops(cfg.augment, video_id, cfg.clip.frames)
-    n_var, frames = len(plans), cfg.clip.frames
-    # filled in place: peak memory is one copy of the outputs plus one variant in flight
-    clips = {s: torch.empty((n_var, 3, frames, s, s), dtype=torch.float32) for s in cfg.clip.scales}
-    stats = {s: np.empty((n_var, len(HANDCRAFTED_NAMES)), dtype=np.float32) for s in cfg.clip.scales}
-    for k, ops in enumerate(plans):
-        variant = make_variant(decoded.frames, decoded.box, ops)
-        for scale, scaled in make_scaled_clips(variant, decoded.box, cfg.clip, cfg.features.handcrafted, meta).items():
-            clips[scale][k] = scaled.clip
-            if scaled.handcrafted is not None:
-                stats[scale][k] = scaled.handcrafted.numpy()
-    return {
-        "clips": clips,
-        "handcrafted": stats if cfg.features.handcrafted else {},
-        "results": {"frames_decoded": decoded.n_decoded, "frames_unique": decoded.n_unique},
-    }
+def item_bytes(item: dict) -> int:
+    """What one decoded video costs to ship from a worker: its frames plus the pickled rest."""
+    rest = {k: v for k, v in item.items() if k != "frames"}
+    frames = item.get("frames")
+    return len(pickle.dumps(rest)) + (frames.numel() * frames.element_size() if frames is not None else 0)
 
 
 def _first(batch: list[dict]) -> dict:
     return batch[0]
 
 
+class DeviceStage:
+    """Everything between decoded frames and the backbone, per video, on the job's device:
+    the K variants from their stored parameters, the downscales, normalisation and the
+    handcrafted statistics (``extract.clips.variants_at_scales``).
+
+    Videos run in parallel on ``threads`` threads while the main thread runs the backbone.
+    On the CPU each thread is single-threaded: a video's values then depend neither on the
+    number of threads nor on the batch, and equal the per-clip reference (``make_variant``
+    + ``make_scaled_clips``). On CUDA the threads queue work on the GPU and do the parts
+    that stay on the CPU (numpy's random fields for noise and elastic, which release the
+    GIL), so that no single Python thread bounds the GPU.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, threads: int):
+        self.cfg, self.device = cfg, device
+        if device.type == "cuda":
+            self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="device-stage", initializer=torch.cuda.set_device, initargs=(device,))
+        else:
+            self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="device-stage", initializer=torch.set_num_threads, initargs=(1,))
+        self.seconds = 0.0  # summed over threads; on CUDA it includes waiting for the GPU's statistics
+        self._lock = threading.Lock()
+
+    def submit(self, item: dict, plans: list[list[dict]], meta: dict) -> Future:
+        return self.pool.submit(self._run, item, plans, meta)
+
+    def _run(self, item: dict, plans: list[list[dict]], meta: dict):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            frames = item["frames"].to(self.device, non_blocking=True)
+            out = variants_at_scales(frames, LetterboxBox(*item["box"]), plans, self.cfg.clip, self.cfg.features.handcrafted, meta)
+        with self._lock:
+            self.seconds += time.perf_counter() - started
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _Runner:
     """Runs the backbone taps on clips, at most ``batch_size`` per forward, on the chosen
-    device, returning numpy arrays in the stored dtype."""
+    device, returning numpy arrays in the stored dtype. On CUDA: channels-last 3D, cuDNN
+    autotuning, and bf16 or fp16 autocast."""
 
-    def __init__(self, taps: BackboneTaps, device: torch.device, amp: bool, dtype: str, batch_size: int):
-        self.taps = taps.to(device)
+    def __init__(self, taps: BackboneTaps, device: torch.device, amp: bool, amp_dtype: str, dtype: str, batch_size: int):
+        self.cuda = device.type == "cuda"
+        self.memory_format = torch.channels_last_3d if self.cuda else torch.contiguous_format
+        self.taps = taps.to(device, memory_format=self.memory_format) if self.cuda else taps.to(device)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
         self.device = device
-        self.amp = amp and device.type == "cuda"
-        self.dtype = np.dtype(dtype)
+        self.amp = amp and self.cuda
+        self.amp_dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
+        self.dtype = getattr(torch, dtype)
         self.batch_size = batch_size
         self.seconds = 0.0  # wall time inside the backbone, transfers included
 
@@ -371,12 +409,13 @@ class _Runner:
         parts: dict[str, list[np.ndarray]] = {}
         n_batches = -(-len(clips) // self.batch_size)  # near-equal batches, none above batch_size
         for batch in clips.tensor_split(n_batches):
-            batch = batch.to(self.device, non_blocking=True)
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 outputs = self.taps(batch)
             for name, value in outputs.items():
                 key = "embedding" if name == "pool" else name
-                parts.setdefault(key, []).append(value.float().cpu().numpy().astype(self.dtype))
+                # float32 first: the stored value is the float32 result rounded once
+                parts.setdefault(key, []).append(value.float().to(self.dtype).cpu().numpy())
         self.seconds += time.perf_counter() - started  # .cpu() waited for the device
         return {key: np.concatenate(values) for key, values in parts.items()}
 
@@ -391,6 +430,7 @@ class _Job:
     video_id: str
     last_in_shard: bool
     meta: dict  # the index's container metadata (see features.handcrafted.container_features)
+    plans: list[list[dict]]  # the stored ops and parameters of variants 0..K
 
 
 def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int) -> tuple[list[_Job], list[int], int]:
@@ -402,10 +442,13 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
     """
     layout = store.layout
     markers = store.markers()
-    video_ids = store.rows().filter(pl.col("variant") == 0)["video_id"].to_list()
+    rows = store.rows()
+    video_ids = rows.filter(pl.col("variant") == 0)["video_id"].to_list()
+    augment = rows["augment"].to_list()
     paths = dict(zip(samples["video_id"].to_list(), samples["path"].to_list()))
     meta_columns = [c for c in META_COLUMNS if c in samples.columns]
     metas = dict(zip(samples["video_id"].to_list(), samples.select(meta_columns).to_dicts()))
+    n_var = layout.rows_per_video
     jobs: list[_Job] = []
     shards: list[int] = []
     skipped = 0
@@ -426,8 +469,33 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
         skipped += kept
         shards.append(shard)
         for v in range(first + kept, last):
-            jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1, metas[video_ids[v]]))
+            plans = [json.loads(text) for text in augment[v * n_var : (v + 1) * n_var]]
+            jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1, metas[video_ids[v]], plans))
     return jobs, shards, skipped
+
+
+_END = object()
+
+
+def _stage_ahead(loader: DataLoader, jobs: list[_Job], stage: DeviceStage, ahead: queue.Queue, stop: threading.Event) -> None:
+    """Producer thread: decoded videos from the workers go to the device stage as they
+    arrive and, in order, into ``ahead`` with their pending result (bounded: the stage runs
+    at most the queue's size ahead of the backbone)."""
+    try:
+        for item in loader:
+            job = jobs[item["index"]]
+            future = stage.submit(item, job.plans, job.meta) if item["frames"] is not None else None
+            while not stop.is_set():
+                try:
+                    ahead.put((item, future), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        ahead.put(_END)
+    except BaseException as err:  # handed to the main thread, which raises it
+        ahead.put(err)
 
 
 def run_extract(
@@ -444,6 +512,10 @@ def run_extract(
     Rank 0 (or a single process) creates or grows the store; other ranks wait for it.
     Each rank computes the shards it owns that have no done marker, so a restarted job
     computes only what is missing and several ranks fill one store.
+
+    The pipeline: decode workers (frames only) -> the device stage (variants, scales,
+    statistics; a thread pool on the CPU, the GPU on CUDA), running ahead of -> the
+    backbone, in batches that never cross a shard -> the shard writer (background threads).
     """
     samples = read_samples(samples_path)
     rank, world = resolve_rank(shard)
@@ -459,41 +531,46 @@ def run_extract(
     if not jobs:
         return report
 
-    run = _Runner(
-        BackboneTaps(model, cfg.backbone.taps),
-        pick_device(device or cfg.extract.device),
-        cfg.extract.amp,
-        cfg.extract.dtype,
-        cfg.extract.batch_size,
+    x = cfg.extract
+    run = _Runner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
+    report.device = str(run.device)
+    stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
+    writer = ShardWriter(
+        store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs],
+        rank=rank, threads=x.writer_threads, queue=x.writer_queue,
     )
-    writer = ShardWriter(store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs], rank=rank)
     loader = DataLoader(
-        VideoClips([j.path for j in jobs], [j.video_id for j in jobs], [j.meta for j in jobs], cfg),
+        DecodedVideos([j.path for j in jobs], cfg.clip.frames, cfg.clip.size),
         batch_size=1,
         shuffle=False,
-        num_workers=cfg.extract.num_workers,
+        num_workers=x.num_workers,
         collate_fn=_first,
         pin_memory=run.device.type == "cuda",
         persistent_workers=False,
+        prefetch_factor=x.prefetch if x.num_workers else None,
     )
+    # the stage runs up to about two backbone batches ahead
+    ahead: queue.Queue = queue.Queue(maxsize=max(2, 2 * -(-x.batch_size // n_var)))
+    stop = threading.Event()
+    producer = threading.Thread(target=_stage_ahead, args=(loader, jobs, stage, ahead, stop), name="stage-ahead", daemon=True)
     bar = tqdm(total=len(jobs) * n_var, unit="clip", disable=not progress, desc=f"extract (rank {rank}/{world})", smoothing=0.1)
     started = time.perf_counter()
-    waiting: list[dict] = []
+    waiting: list[tuple[dict, dict | None]] = []  # (item, stage output or None when it failed)
 
     def run_batch() -> None:
-        ready = [item for item in waiting if item["clips"] is not None]
-        outputs = {scale: run(torch.cat([item["clips"][scale] for item in ready])) for scale in cfg.clip.scales} if ready else {}
+        ready = [out for _, out in waiting if out is not None]
+        outputs = {scale: run(torch.cat([clips[scale] for clips, _ in ready])) for scale in cfg.clip.scales} if ready else {}
         offset = 0
-        for item in waiting:
+        for item, out in waiting:
             job = jobs[item["index"]]
             row = job.position * n_var
-            if item["clips"] is None:
+            if out is None:
                 writer.add(row, n_var, None, item["reason"])
                 report.n_failed += 1
                 report.failures.append((job.video_id, item["reason"]))
             else:
                 values = {(scale, name): arr[offset : offset + n_var] for scale, named in outputs.items() for name, arr in named.items()}
-                values.update({(scale, "handcrafted"): stats for scale, stats in item["handcrafted"].items()})
+                values.update({(scale, "handcrafted"): stats for scale, stats in out[1].items()})
                 writer.add(row, n_var, values, results=item["results"])
                 offset += n_var
                 report.n_done += 1
@@ -501,24 +578,47 @@ def run_extract(
             bar.update(n_var)
         waiting.clear()
 
+    producer.start()
     try:
         n_clips = 0
-        for item in loader:
+        while True:
+            got = ahead.get()
+            if got is _END:
+                break
+            if isinstance(got, BaseException):
+                raise got
+            item, future = got
+            report.stage_seconds["decode"] += item["decode_seconds"]
+            report.worker_bytes += item_bytes(item)
+            out = None
+            if future is not None:
+                try:
+                    out = future.result()
+                except Exception as err:  # the device stage failed on this video: record it, go on
+                    if isinstance(err, torch.OutOfMemoryError):
+                        raise
+                    item["reason"] = unexpected_reason(err)
+            item.pop("frames", None)
             job = jobs[item["index"]]
             if writer.shard is None:
                 kept = writer.begin(job.shard)
                 assert job.position == store.layout.shard_video_range(job.shard)[0] + kept
-            waiting.append(item)
-            n_clips += n_var if item["clips"] is not None else 0
+            waiting.append((item, out))
+            n_clips += n_var if out is not None else 0
             # batches never cross a shard: the same batches whatever shard a run resumes at
-            if n_clips >= cfg.extract.batch_size or job.last_in_shard:
+            if n_clips >= x.batch_size or job.last_in_shard:
                 run_batch()
                 n_clips = 0
             if job.last_in_shard:
                 writer.finish()
                 report.shards_written += 1
     finally:
+        stop.set()
         bar.close()
+        stage.close()
+        writer.close()  # every finished shard reaches the disk, also when the job stops on an error
     report.seconds = time.perf_counter() - started
     report.backbone_seconds = run.seconds
+    report.stage_seconds["device_stage"] = stage.seconds
+    report.stage_seconds["write"] = writer.write_seconds
     return report

@@ -5,9 +5,21 @@ writes each array's shard in one piece when the shard's last video arrives, and 
 the shard's done marker last. A shard is never written in part and never marked before
 its data is there, so a writer killed at any moment leaves shards that are either done
 or recomputed from nothing on restart.
+
+With ``threads`` > 0 the writing (compression included) happens on background threads:
+``finish`` hands the full shard over and returns at once, so the next batch's forward
+overlaps this shard's write. At most ``threads + queue`` finished shards wait or are
+being written at a time (``finish`` blocks beyond that: memory stays bounded). A
+background write that failed is raised by the next ``finish`` or by ``close``, which
+waits for every write: call it before the job ends (also when it ends in an error, so
+that what was computed is not lost).
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,11 +29,16 @@ from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore
 class ShardWriter:
     """Buffers the rows of one shard at a time; see the module docstring."""
 
-    def __init__(self, store: FeatureStore, arrays: list[tuple[int, str]], rank: int = 0):
+    def __init__(self, store: FeatureStore, arrays: list[tuple[int, str]], rank: int = 0, *, threads: int = 0, queue: int = 1):
         self.store = store
         self.arrays = arrays
         self.rank = rank
         self.shard: int | None = None
+        self.write_seconds = 0.0  # time spent writing shards and markers (summed over threads)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="shard-writer") if threads > 0 else None
+        self._slots = threading.BoundedSemaphore(threads + max(0, queue)) if threads > 0 else None
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
 
     def begin(self, shard: int) -> int:
         """Start ``shard``; returns how many of its videos are already done (a shard that
@@ -88,10 +105,47 @@ class ShardWriter:
         return self.shard is not None and self.start + self.filled == self.stop
 
     def finish(self) -> None:
-        """Write the full shard of every array, then its marker."""
+        """Write the full shard of every array, then its marker (in the background when the
+        writer has threads)."""
         if not self.complete:
             raise RuntimeError(f"shard {self.shard} has {self.filled} of {self.stop - self.start} rows")
-        self.store.write_shard(self.shard, self.buffers)
-        self.store.mark_done(self.shard, self.status, self.reasons, self.results, rank=self.rank)
-        self.shard = None
-        self.buffers = {}
+        shard, buffers, status, reasons, results = self.shard, self.buffers, self.status, self.reasons, self.results
+        self.shard, self.buffers = None, {}
+        if self._pool is None:
+            self._write(shard, buffers, status, reasons, results)
+            return
+        self._raise_failed()
+        self._slots.acquire()  # blocks while too many shards wait: memory stays bounded
+        future = self._pool.submit(self._write, shard, buffers, status, reasons, results)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
+
+    def _write(self, shard: int, buffers, status, reasons, results) -> None:
+        started = time.perf_counter()
+        self.store.write_shard(shard, buffers)
+        self.store.mark_done(shard, status, reasons, results, rank=self.rank)  # only after the data
+        with self._lock:
+            self.write_seconds += time.perf_counter() - started
+
+    def _raise_failed(self) -> None:
+        still = []
+        for future in self._pending:
+            if future.done():
+                future.result()  # raises the write's error
+            else:
+                still.append(future)
+        self._pending = still
+
+    def close(self) -> None:
+        """Wait for every background write; raise the first that failed."""
+        if self._pool is None:
+            return
+        try:
+            errors = [f.exception() for f in self._pending]  # waits for each
+        finally:
+            self._pending = []
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for error in errors:
+            if error is not None:
+                raise error

@@ -1,19 +1,23 @@
-"""The extraction job: one decode per video for all its variants and scales, stored
-variant parameters that reproduce the variant, and the same store whatever the workers."""
+"""The extraction job: workers that only decode, one decode per video for all its variants
+and scales, a device stage equal to the per-clip reference, stored variant parameters that
+reproduce the variant, and the same store whatever the workers, threads and batch size."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import astuple
 
 import av
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from conftest import ROOT, TINY, indexed_demo
 from configs import load_config
-from extract.clips import make_scaled_clips, make_variant, variant_ops
-from extract.job import META_COLUMNS, run_extract
+from extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
+from extract.clips import make_scaled_clips, make_variant, variant_ops, variants_at_scales
+from extract.job import META_COLUMNS, DecodedVideos, item_bytes, run_extract
 from extract.video import decode_clip
 from store import FeatureStore
 
@@ -56,20 +60,73 @@ def test_each_video_is_opened_and_decoded_once_for_all_variants_and_scales(sampl
     assert first["frames_unique"].unique().to_list() == [alone.n_unique]
 
 
+# the same videos extracted with different decode workers, device-stage threads, backbone
+# batch sizes and writer threads
+SETUPS = {
+    0: {"extract.num_workers": 0, "extract.stage_threads": 1, "extract.batch_size": 8, "extract.writer_threads": 0},
+    2: {"extract.num_workers": 2, "extract.stage_threads": 2, "extract.batch_size": 8, "extract.writer_threads": 2},
+    "b1": {"extract.num_workers": 1, "extract.stage_threads": 3, "extract.batch_size": 1, "extract.writer_threads": 1},
+}
+
+
 @pytest.fixture(scope="module")
 def stores(samples, tmp_path_factory):
     root = tmp_path_factory.mktemp("stores")
-    for workers in (0, 2):
-        run_extract(samples, root / f"w{workers}.zarr", config(**{"extract.num_workers": workers}), progress=False)
-    return {w: FeatureStore.open(root / f"w{w}.zarr") for w in (0, 2)}
+    for key, setup in SETUPS.items():
+        run_extract(samples, root / f"w{key}.zarr", config(**setup), progress=False)
+    return {key: FeatureStore.open(root / f"w{key}.zarr") for key in SETUPS}
 
 
-def test_same_store_whatever_the_number_of_workers(stores):
-    a, b = stores[0], stores[2]
-    assert a.rows().drop("row").equals(b.rows().drop("row"))
-    for scale in a.scales:
-        for name in a.array_names(scale):
-            assert np.array_equal(a.read(scale, name), b.read(scale, name), equal_nan=True), (scale, name)
+def test_same_store_whatever_the_workers_threads_and_batch_size(stores):
+    """Byte for byte whatever the workers, stage threads and writer threads. The backbone
+    batch size changes oneDNN's float rounding of the forward on a CPU, so there the maps
+    and embeddings agree to float16 rounding and everything before the backbone (the
+    statistics) to the byte."""
+    a = stores[0]
+    for key in (2, "b1"):
+        b = stores[key]
+        assert a.rows().drop("row").equals(b.rows().drop("row"))
+        for scale in a.scales:
+            for name in a.array_names(scale):
+                x, y = a.read(scale, name), b.read(scale, name)
+                if key == "b1" and name != "handcrafted":
+                    np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), rtol=4e-3, atol=2e-3, err_msg=f"{scale}/{name}")
+                else:
+                    assert np.array_equal(x, y, equal_nan=True), (key, scale, name)
+
+
+def test_workers_ship_only_the_decoded_frames(samples):
+    cfg = config()
+    path = pl.read_parquet(samples)["path"][0]
+    item = DecodedVideos([path], cfg.clip.frames, cfg.clip.size)[0]
+    t, s = cfg.clip.frames, cfg.clip.size
+    assert set(item) == {"index", "frames", "box", "results", "reason", "decode_seconds"}
+    assert item["frames"].dtype == torch.uint8 and tuple(item["frames"].shape) == (t, s, s, 3)
+    alone = decode_clip(path, t, s)
+    assert np.array_equal(item["frames"].numpy(), alone.frames) and item["box"] == astuple(alone.box)
+    assert item_bytes(item) <= 1.1 * t * s * s * 3
+    broken = DecodedVideos([str(ROOT / "README.md")], t, s)[0]
+    assert broken["frames"] is None and broken["reason"]
+
+
+def test_device_stage_equals_the_per_clip_reference_for_every_op(samples):
+    """variants_at_scales (all variants at once, as the job runs it on a CPU thread) gives
+    the bytes of make_variant + make_scaled_clips, clip by clip, for every augmentation."""
+    cfg = load_config(ROOT / "configs/demo.yaml", ["clip.frames=6", "clip.scales=[48,24]"])
+    table = pl.read_parquet(samples)
+    path = table["path"][1]
+    meta = {k: table[k][1] for k in META_COLUMNS}
+    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
+    plans = [[]] + [[{"op": op, **draw_params(op, np.random.default_rng(i), cfg.clip.frames)}] for i, op in enumerate(ALL_OPS)]
+    plans.append(draw_variant(np.random.default_rng(7), cfg.clip.frames, spatial=(2, 2), temporal=(1, 1)))
+    with one_thread():
+        clips, stats = variants_at_scales(torch.from_numpy(decoded.frames), decoded.box, plans, cfg.clip, True, meta)
+    for k, ops in enumerate(plans):
+        reference = make_scaled_clips(make_variant(decoded.frames, decoded.box, ops), decoded.box, cfg.clip, meta=meta)
+        for scale, scaled in reference.items():
+            assert torch.equal(clips[scale][k], scaled.clip), (ops, scale)
+            assert np.array_equal(stats[scale][k], scaled.handcrafted.numpy(), equal_nan=True), (ops, scale)
+    assert len({clips[48][k].sum().item() for k in range(len(plans))}) > len(plans) // 2  # the ops did change the clips
 
 
 def test_stored_parameters_reproduce_the_variant(stores, samples):

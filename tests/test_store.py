@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import polars as pl
 import pytest
@@ -47,8 +50,8 @@ def values_for(n_rows: int, seed: int = 0) -> dict:
     return {(scale, spec.name): (rng.standard_normal((n_rows, *spec.row_shape)) * 3).astype(spec.dtype) for scale, specs in SPECS.items() for spec in specs}
 
 
-def fill(store: FeatureStore, truth: dict, shards=None, failed=(), rank=0) -> None:
-    writer = ShardWriter(store, KEYS, rank=rank)
+def fill(store: FeatureStore, truth: dict, shards=None, failed=(), rank=0, writer: ShardWriter | None = None) -> None:
+    writer = writer or ShardWriter(store, KEYS, rank=rank)
     layout = store.layout
     for shard in shards if shards is not None else range(layout.n_shards):
         kept = writer.begin(shard)
@@ -58,6 +61,7 @@ def fill(store: FeatureStore, truth: dict, shards=None, failed=(), rank=0) -> No
             values = None if v in failed else {k: a[rows] for k, a in truth.items()}
             writer.add(v * RPV, RPV, values, "broken" if v in failed else "", {"frames_decoded": 100 + v, "frames_unique": 4})
         writer.finish()
+    writer.close()
 
 
 def test_layout_arithmetic():
@@ -92,6 +96,93 @@ def test_round_trip_with_a_failed_video(tmp_path):
         assert np.isnan(got[15:18]).all()
     assert np.array_equal(again.read(32, "embedding", [9, 2, 9, 25]), truth[(32, "embedding")][[9, 2, 9, 25]])
     assert validate_store(again).ok
+
+
+def test_background_writer_gives_the_same_store(tmp_path):
+    truth = values_for(30)
+    stores = {}
+    for threads in (0, 2):
+        stores[threads] = make_store(tmp_path / f"t{threads}.zarr")
+        fill(stores[threads], truth, failed={5}, writer=ShardWriter(stores[threads], KEYS, threads=threads))
+    assert stores[0].rows().equals(stores[2].rows())
+    for key in truth:
+        assert np.array_equal(stores[0].read(*key), stores[2].read(*key), equal_nan=True)
+    assert validate_store(stores[2]).ok
+
+
+class SlowWrites:
+    """Holds every shard write until released, and records the order of data and markers."""
+
+    def __init__(self, store: FeatureStore):
+        self.release, self.events = threading.Event(), []
+        self.write_shard, self.mark_done = store.write_shard, store.mark_done
+        store.write_shard, store.mark_done = self.slow_write, self.record_mark
+
+    def slow_write(self, shard, values):
+        self.release.wait(30)
+        self.write_shard(shard, values)
+        self.events.append(("data", shard))
+
+    def record_mark(self, shard, *args, **kwargs):
+        self.mark_done(shard, *args, **kwargs)
+        self.events.append(("marker", shard))
+
+
+def _fill_shard(writer: ShardWriter, truth: dict, shard: int) -> None:
+    first, last = writer.store.layout.shard_video_range(shard)
+    writer.begin(shard)
+    for v in range(first, last):
+        writer.add(v * RPV, RPV, {k: a[v * RPV : (v + 1) * RPV] for k, a in truth.items()})
+
+
+def test_background_writer_returns_at_once_bounds_its_queue_and_marks_after_the_data(tmp_path):
+    store = make_store(tmp_path / "s.zarr")  # 3 shards of 4, 4 and 2 videos
+    truth = values_for(30)
+    slow = SlowWrites(store)
+    writer = ShardWriter(store, KEYS, threads=1, queue=1)
+    _fill_shard(writer, truth, 0)
+    started = time.perf_counter()
+    writer.finish()  # the write is held: finish must not wait for it
+    _fill_shard(writer, truth, 1)
+    writer.finish()  # one shard in flight, one queued: still at once
+    assert time.perf_counter() - started < 1.0 and slow.events == []
+    _fill_shard(writer, truth, 2)
+    third = threading.Thread(target=writer.finish)
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # a third finished shard waits: memory stays bounded
+    slow.release.set()
+    third.join(30)
+    writer.close()
+    assert slow.events == [("data", 0), ("marker", 0), ("data", 1), ("marker", 1), ("data", 2), ("marker", 2)]
+    assert (store.rows()["status"] == "done").all()
+    for key, values in truth.items():
+        assert np.array_equal(store.read(*key), values)
+
+
+def test_a_failed_background_write_is_raised_and_finished_shards_are_kept(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    truth = values_for(30)
+    real_write = store.write_shard
+
+    def full_disk(shard, values):
+        if shard == 1:
+            raise OSError(28, "No space left on device")
+        real_write(shard, values)
+
+    store.write_shard = full_disk
+    writer = ShardWriter(store, KEYS, threads=2)
+    for shard in range(3):
+        _fill_shard(writer, truth, shard)
+        try:
+            writer.finish()
+        except OSError:
+            pass  # raised by a later finish: the job would stop here
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    markers = FeatureStore.open(str(tmp_path / "s.zarr")).markers()
+    assert 1 not in markers and 0 in markers  # shard 0 reached the disk, shard 1 stays pending
+    assert np.array_equal(store.read(32, "layer4", range(12)), truth[(32, "layer4")][:12])
 
 
 def test_a_shard_counts_only_after_its_marker(tmp_path):
