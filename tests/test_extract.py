@@ -151,3 +151,22 @@ def test_stored_parameters_reproduce_the_variant(stores, samples):
     # variants differ from the original
     embeddings = store.read(cfg.clip.size, "embedding", mine["row"].to_list())
     assert not np.array_equal(embeddings[0], embeddings[1])
+
+
+def test_a_device_stage_error_fails_that_video_only(samples, tmp_path, monkeypatch):
+    import extract.job as job
+
+    real_run = job.DeviceStage._run
+
+    def broken_for_the_second_video(self, item, plans, meta):
+        if item["index"] == 1:
+            raise RuntimeError("stage broke on this clip")
+        return real_run(self, item, plans, meta)
+
+    monkeypatch.setattr(job.DeviceStage, "_run", broken_for_the_second_video)
+    report = run_extract(samples, tmp_path / "s.zarr", config(), progress=False)
+    rows = FeatureStore.open(tmp_path / "s.zarr").rows().filter(pl.col("variant") == 0)
+    n = pl.read_parquet(samples).height
+    assert report.n_failed == 1 and report.n_done == n - 1
+    assert rows["status"].to_list() == ["done"] + ["failed"] + ["done"] * (n - 2)
+    assert rows["reason"][1] == "RuntimeError: stage broke on this clip"
