@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
@@ -164,10 +165,26 @@ class DecodedClip:
         return int(len(np.unique(self.source_times)))
 
 
+# Decoder options: FFmpeg's codec threading, when to seek, and which unsampled frames to
+# skip; every choice returns the same frames, bit for bit. The defaults (no codec threads,
+# seek over gaps, skip non-reference frames) were the fastest measured by
+# benchmarks/decode_speed.py in a process pinned to one core, as a DataLoader worker on a
+# GPU node has about one (there every threading choice ties: FFmpeg's automatic count is
+# one thread), and unpinned they used the least CPU: codec threads decode ahead and waste.
+THREAD_TYPES = {"none": "NONE", "slice": "SLICE", "frame": "FRAME", "auto": "AUTO"}
+SEEK_POLICIES = ("gaps", "never")  # seek over frames no sample needs / decode straight through
+SKIP_POLICIES = ("nonref", "none")  # skip unsampled frames no other frame refers to / decode all
+# Codecs whose "non-reference" frames are referred to by no frame at all. Not HEVC: there a
+# sub-layer non-reference picture may still be a reference for a higher temporal sub-layer.
+SKIPPABLE_CODECS = ("h264",)
+
+
 @dataclass(frozen=True)
 class _PacketIndex:
     keyframes: np.ndarray  # presentation times (s) of keyframes, ascending
     end: float  # end of the last packet (s): the duration actually in the file
+    times: np.ndarray  # presentation times (s) of the packets that make frames, ascending
+    complete: bool  # every such packet has its own time: each sample's frame is known before decoding
 
     def keyframe_before(self, t: float) -> float:
         """The last keyframe at or before ``t`` (the first keyframe if none is)."""
@@ -176,50 +193,106 @@ class _PacketIndex:
         i = int(np.searchsorted(self.keyframes, t, side="right")) - 1
         return float(self.keyframes[max(i, 0)])
 
+    def on_screen(self, targets: np.ndarray) -> np.ndarray | None:
+        """Time of the frame on screen at each target time (the first frame for a time before
+        it), or None when the packets do not say."""
+        if not self.complete or self.times.size == 0:
+            return None
+        return self.times[np.maximum(np.searchsorted(self.times, targets, side="right") - 1, 0)]
+
 
 def _index_packets(container, stream, origin: int) -> _PacketIndex:
-    """Keyframe times and the end time from the packets alone (no decoding: cheap)."""
+    """Keyframe times, frame times and the end time from the packets alone (no decoding: cheap)."""
     tb = stream.time_base
-    keyframes, end = [], float("nan")
+    keyframes, times, end = [], [], float("nan")
+    complete = True
     for packet in container.demux(stream):
         if packet.pts is None:
+            complete = complete and not packet.size  # the demuxer's empty end-of-stream packet
             continue
         t = float((packet.pts - origin) * tb)
         if packet.is_keyframe:
             keyframes.append(t)
+        if not packet.is_discard:  # edit-list pre-roll: decoded, never shown
+            times.append(t)
         tail = t + float((packet.duration or 0) * tb)
         end = tail if not math.isfinite(end) else max(end, tail)
-    return _PacketIndex(keyframes=np.array(sorted(keyframes)), end=end)
+    unique = np.unique(np.array(times))
+    return _PacketIndex(
+        keyframes=np.array(sorted(keyframes)), end=end, times=unique, complete=complete and unique.size == len(times)
+    )
 
 
-def decode_clip(path: str | Path, n_samples: int, size: int) -> DecodedClip:
+def _check_options(threads: str, thread_count: int, seek: str, skip: str) -> None:
+    choices = (("threads", threads, tuple(THREAD_TYPES)), ("seek", seek, SEEK_POLICIES), ("skip", skip, SKIP_POLICIES))
+    for name, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(f"decode_clip: unknown {name}={value!r}; use one of {', '.join(allowed)}")
+    if not isinstance(thread_count, int) or thread_count < 0:
+        raise ValueError(f"decode_clip: thread_count={thread_count!r} must be an int >= 0 (0: FFmpeg picks)")
+
+
+def decode_clip(
+    path: str | Path,
+    n_samples: int,
+    size: int,
+    *,
+    threads: str = "none",
+    thread_count: int = 0,
+    seek: str = "gaps",
+    skip: str = "nonref",
+) -> DecodedClip:
     """Decode ``n_samples`` frames sampled uniformly by timestamp, letterboxed to size×size.
 
-    The file is opened once. Its packets are indexed first (keyframe times and the real
-    duration, whatever the header claims). Each sample takes the frame on screen at its
-    timestamp (the last frame whose presentation time is <= the sample time). When the
-    keyframe that precedes the next sample lies beyond the last decoded frame, the decoder
-    seeks to it instead of decoding the gap; otherwise it decodes straight on. Decoding
-    stops at the last sample. A video with fewer frames than samples repeats frames (the
-    rule everywhere; ``n_unique`` records it). Rotation metadata is applied. Raises
-    VideoError with the reason when the file cannot be decoded.
+    1. The file is opened once. Its packets are indexed first (keyframe times, frame times
+       and the real duration, whatever the header claims).
+    2. Each sample takes the frame on screen at its timestamp (the last frame whose
+       presentation time is <= the sample time). A video with fewer frames than samples
+       repeats frames (the rule everywhere; ``n_unique`` records it).
+    3. ``seek="gaps"``: when the keyframe that precedes the next sample lies beyond the last
+       decoded frame, the decoder seeks to it instead of decoding the gap; otherwise it
+       decodes straight on. ``seek="never"`` decodes from the start without seeking.
+       Decoding stops at the last sample.
+    4. ``skip="nonref"``: when the packets name every frame's time and the codec is one of
+       SKIPPABLE_CODECS, a frame that no sample takes and no other frame refers to is not
+       decoded (FFmpeg's non-reference discard), and the decoder is drained, not fed, once
+       a run of samples has its frames. Should the decoded frames ever disagree with the
+       packets, the clip is decoded again with ``skip="none"``.
+    5. ``threads`` is FFmpeg's codec threading (none, slice, frame or auto),
+       ``thread_count`` its number of threads (0: FFmpeg's choice).
+    6. Rotation metadata is applied; each frame is resized straight from YUV (area filter).
+
+    Every option returns the same frames, bit for bit. Raises ValueError for an unknown
+    option, VideoError with the reason when the file cannot be decoded.
     """
+    _check_options(threads, thread_count, seek, skip)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = THREAD_TYPES[threads]
+            stream.codec_context.thread_count = thread_count
             origin = stream.start_time or 0
             index = _index_packets(container, stream, origin)
             duration = index.end if math.isfinite(index.end) and index.end > 0 else _stream_duration(container, stream)
             if not math.isfinite(duration) or duration <= 0:
                 raise VideoError("cannot determine the video's duration")
-            return _decode_at(container, stream, index, sample_times(duration, n_samples), size, duration)
+            targets = sample_times(duration, n_samples)
+            if skip == "nonref" and stream.codec_context.name in SKIPPABLE_CODECS:
+                try:
+                    return _decode_at(container, stream, index, targets, size, duration, seek, planned=True)
+                except _PlanMiss:
+                    pass
+            return _decode_at(container, stream, index, targets, size, duration, seek, planned=False)
     except VideoError:
         raise
     except Exception as err:
         raise VideoError(_reason(err)) from None
+
+
+class _PlanMiss(Exception):
+    """The decoded frames disagree with the packet index: decode again without skipping."""
 
 
 def _frame_time(frame: av.VideoFrame, origin: int, time_base: Fraction | None, fallback: float) -> float:
@@ -228,20 +301,46 @@ def _frame_time(frame: av.VideoFrame, origin: int, time_base: Fraction | None, f
     return fallback
 
 
-def _upright(frame: av.VideoFrame, box: LetterboxBox, quarter_turns: int) -> np.ndarray:
+def _upright(frame: av.VideoFrame, box: LetterboxBox, quarter_turns: int, resizer: VideoReformatter) -> np.ndarray:
     """The frame resized into the letterbox box and turned upright, as RGB uint8."""
-    # swscale's area filter resizes straight from YUV: anti-aliased, no full-size RGB copy
+    # swscale's area filter resizes straight from YUV: anti-aliased, no full-size RGB copy.
+    # One reformatter per clip keeps swscale's context (its filters) from frame to frame.
     stored_w, stored_h = (box.height, box.width) if quarter_turns % 2 else (box.width, box.height)
-    rgb = frame.reformat(width=stored_w, height=stored_h, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = resizer.reformat(frame, width=stored_w, height=stored_h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()
     return np.rot90(rgb, k=quarter_turns) if quarter_turns else rgb
 
 
-def _decode_at(container, stream, index: _PacketIndex, targets: np.ndarray, size: int, duration: float) -> DecodedClip:
+def _runs(index: _PacketIndex, targets: np.ndarray, on_screen: np.ndarray, seek: str) -> list[int]:
+    """For each sample, the last sample decoded before the next seek (the end of its run)."""
+    n = len(targets)
+    last = [n - 1] * n
+    if seek == "gaps":
+        end = n - 1
+        for j in range(n - 2, -1, -1):
+            if index.keyframe_before(targets[j + 1]) > on_screen[j]:
+                end = j
+            last[j] = end
+    return last
+
+
+def _decode_at(
+    container, stream, index: _PacketIndex, targets: np.ndarray, size: int, duration: float, seek: str, planned: bool
+) -> DecodedClip:
+    """Decode the sampled frames. ``planned``: the frames' times come from the index, so
+    unsampled non-reference frames are skipped and a finished run drains the decoder;
+    any disagreement raises _PlanMiss. Otherwise each sample waits for the first frame
+    past it and takes the one before (the rule that needs no index)."""
     n_samples = len(targets)
     time_base = stream.time_base
     origin = stream.start_time or 0
     rate = stream.average_rate or stream.guessed_rate
     step = 1.0 / float(rate) if rate else 0.04
+    codec = stream.codec_context
+    resizer = VideoReformatter()
+    expected = index.on_screen(targets) if planned else None
+    if planned and expected is None:
+        raise _PlanMiss
+    run_end = _runs(index, targets, expected, seek) if planned else None
     frames = np.zeros((n_samples, size, size, 3), dtype=np.uint8)
     source = np.full(n_samples, np.nan)
     geometry: tuple[LetterboxBox, int] | None = None
@@ -258,30 +357,65 @@ def _decode_at(container, stream, index: _PacketIndex, targets: np.ndarray, size
         if sample > 0 and source[sample - 1] == t:
             frames[sample] = frames[sample - 1]
         else:
-            frames[sample] = place_in_canvas(_upright(frame, box, turns), size, box)
+            frames[sample] = place_in_canvas(_upright(frame, box, turns, resizer), size, box)
         source[sample] = t
 
     nxt = 0
     previous: tuple[av.VideoFrame, float] | None = None
     last_time = -math.inf
+    started = drained = False
+    codec.skip_frame = "DEFAULT"
     while nxt < n_samples:
-        keyframe = index.keyframe_before(targets[nxt])
-        if previous is None or keyframe > last_time:
-            # the frames between here and that keyframe are not needed: jump over them
+        if not started or drained or (seek == "gaps" and index.keyframe_before(targets[nxt]) > last_time):
+            # "gaps": the frames between here and that keyframe are not needed, jump over
+            # them; "never": back to the start once (indexing read to the end)
+            keyframe = index.keyframe_before(targets[nxt] if seek == "gaps" else -math.inf)
             container.seek(origin + round(keyframe / time_base), stream=stream, backward=True, any_frame=False)
             n_seeks += 1
-            previous = None
-        for frame in container.decode(stream):
-            n_decoded += 1
-            t = _frame_time(frame, origin, time_base, last_time + step if math.isfinite(last_time) else 0.0)
-            while nxt < n_samples and targets[nxt] < t:
-                # the sample time falls before this frame: the previous frame was on screen
-                take(previous if previous is not None else (frame, t), nxt)
-                nxt += 1
-            previous, last_time = (frame, t), t
-            if nxt == n_samples or index.keyframe_before(targets[nxt]) > t:
+            started, drained, previous = True, False, None
+        if planned:
+            run_last = run_end[nxt]
+            pending = set(expected[nxt : run_last + 1].tolist())
+        stop = False
+        for packet in container.demux(stream):
+            if planned:
+                t_packet = float((packet.pts - origin) * time_base) if packet.pts is not None else None
+                wanted = t_packet in pending or packet.is_keyframe
+                mode = "DEFAULT" if wanted else "NONREF"
+                if codec.skip_frame != mode:
+                    codec.skip_frame = mode
+                pending.discard(t_packet)
+            decoded = codec.decode(packet)
+            if planned and not pending and packet.size:
+                decoded += codec.decode(None)  # the run's frames are all sent: drain, do not feed
+                drained = True
+            for frame in decoded:
+                n_decoded += 1
+                if planned and frame.pts is None:
+                    raise _PlanMiss
+                t = _frame_time(frame, origin, time_base, last_time + step if math.isfinite(last_time) else 0.0)
+                if planned:
+                    if nxt < n_samples and targets[nxt] < t and expected[nxt] != t:
+                        raise _PlanMiss  # a frame the packets promised never came
+                    while nxt < n_samples and expected[nxt] == t:
+                        take((frame, t), nxt)
+                        nxt += 1
+                else:
+                    while nxt < n_samples and targets[nxt] < t:
+                        # the sample time falls before this frame: the previous frame was on screen
+                        take(previous if previous is not None else (frame, t), nxt)
+                        nxt += 1
+                previous, last_time = (frame, t), t
+                if nxt == n_samples or (seek == "gaps" and index.keyframe_before(targets[nxt]) > t):
+                    stop = True
+                    break
+            if stop:
                 break
+            if drained:
+                raise _PlanMiss  # drained, yet a sample of the run is missing
         else:  # end of stream: the last frame stays on screen
+            if planned:
+                raise _PlanMiss
             if previous is None:
                 raise VideoError("no decodable video frames")
             while nxt < n_samples:

@@ -67,15 +67,90 @@ def test_decode_picks_the_uniformly_sampled_frames(tmp_path):
     assert clip.n_decoded <= n and clip.duration == pytest.approx(2.0)
 
 
-def test_decode_seeks_over_gaps_between_keyframes(tmp_path):
+@pytest.mark.parametrize(("skip", "n_decoded"), [("nonref", 1 + 3 + 4 + 1), ("none", 2 + 4 + 5 + 2)])
+def test_decode_seeks_over_gaps_between_keyframes(tmp_path, skip, n_decoded):
     # 46 frames at 10 fps, a keyframe every 5 frames: 4 samples need 4 short runs
     path = write_video(tmp_path / "gop.mp4", index_coded_frames(46), fps=10, gop=5)
-    clip = decode_clip(path, 4, 32)
+    clip = decode_clip(path, 4, 32, skip=skip)
     assert indices_of(clip, 10) == sample_frame_indices(46, 4).tolist() == [5, 17, 28, 40]
-    # from each sample's keyframe to one frame past it: 2 + 4 + 5 + 2 frames
-    assert clip.n_seeks == 4 and clip.n_decoded == 13
+    # from each sample's keyframe to the sample; without the packets' times, one frame past it
+    assert clip.n_seeks == 4 and clip.n_decoded == n_decoded
     seen = [decode_level_to_index(float(f[clip.box.top : clip.box.top + clip.box.height].mean()), 46) for f in clip.frames]
     assert seen == [5, 17, 28, 40]
+
+
+def write_b_frame_video(path, n: int, gop: int) -> None:
+    """Index-coded frames with B-frames that nothing refers to (x264, no B-pyramid)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "18", "g": str(gop), "keyint_min": str(gop),
+                          "x264-params": "bframes=3:b-adapt=0:b-pyramid=none:scenecut=0"}
+        for frame in index_coded_frames(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+OPTIONS = [
+    dict(threads=threads, seek=seek, skip=skip)
+    for threads in ("none", "slice", "frame", "auto")
+    for seek in ("gaps", "never")
+    for skip in ("nonref", "none")
+] + [dict(threads="auto", thread_count=1), dict(threads="frame", thread_count=3)]
+
+
+def test_every_decoder_option_gives_the_same_frames(tmp_path):
+    path = tmp_path / "bframes.mp4"
+    write_b_frame_video(path, 45, gop=12)
+    plain = decode_clip(path, 7, 32, threads="none", seek="gaps", skip="none")
+    seen = [decode_level_to_index(float(f[plain.box.top : plain.box.top + plain.box.height].mean()), 45) for f in plain.frames]
+    assert seen == sample_frame_indices(45, 7).tolist()
+    for options in OPTIONS:
+        clip = decode_clip(path, 7, 32, **options)
+        assert np.array_equal(clip.frames, plain.frames), options
+        assert clip.source_times.tolist() == plain.source_times.tolist(), options
+    # the B-frames no sample takes are skipped, not decoded
+    assert decode_clip(path, 7, 32, skip="nonref").n_decoded < plain.n_decoded
+    # straight through: one seek (back to the start after indexing), every frame up to the last sample
+    through = decode_clip(path, 7, 32, seek="never", skip="none")
+    assert through.n_seeks == 1 and through.n_decoded > plain.n_decoded
+
+
+def test_every_decoder_option_gives_the_same_frames_on_a_real_video(shared_videos):
+    path = shared_videos[0]  # 360p H.264 with B-frames
+    plain = decode_clip(path, 16, 64, threads="none", seek="gaps", skip="none")
+    for options in OPTIONS[::3]:
+        clip = decode_clip(path, 16, 64, **options)
+        assert np.array_equal(clip.frames, plain.frames), options
+    assert decode_clip(path, 16, 64).n_decoded < plain.n_decoded
+
+
+def test_skipping_falls_back_when_the_packets_mislead(tmp_path, monkeypatch):
+    import extract.video as video
+
+    path = tmp_path / "bframes.mp4"
+    write_b_frame_video(path, 30, gop=30)
+    plain = decode_clip(path, 5, 32, skip="none")
+    # promise each sample the frame after the right one: decoding must notice and redo
+    honest = video._PacketIndex.on_screen
+    monkeypatch.setattr(video._PacketIndex, "on_screen", lambda self, targets: honest(self, targets) + 0.1)
+    clip = decode_clip(path, 5, 32, skip="nonref")
+    assert np.array_equal(clip.frames, plain.frames)
+    assert clip.source_times.tolist() == plain.source_times.tolist()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [(dict(threads="fast"), "threads='fast'"), (dict(seek="always"), "seek='always'"),
+     (dict(skip="all"), "skip='all'"), (dict(thread_count=-1), "thread_count=-1")],
+)
+def test_unknown_decoder_option_is_a_one_line_error(tmp_path, options, named):
+    path = write_video(tmp_path / "v.mp4", index_coded_frames(10))
+    with pytest.raises(ValueError) as err:
+        decode_clip(path, 4, 32, **options)
+    assert named in str(err.value) and "\n" not in str(err.value)
 
 
 def test_decode_goes_straight_on_when_samples_are_close(tmp_path):
