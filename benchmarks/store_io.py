@@ -9,17 +9,46 @@
 3. Peak RSS of a head (the gbm feature table over layer4 maps) reading a synthetic store
    4x larger than the reader's cache, against the store's size.
 4. Time to resume a store that is 90 % done, against the full extraction.
+
+    python benchmarks/store_io.py --threads 1 2 4 [--zarr-workers 2] [--pinned] [--shards 4]
+                                  [--source VIDEO_DIR] [--clips 12] [--codecs zstd-1-shuffle ...]
+                                  [--dir /dev/shm] [--json OUT]
+
+With --threads, only this runs instead: codecs at the throughput a GPU produces. Whole
+shards of the real-data layout (32 videos x 11 variants a shard; s224: layer4 float16
+(512, 2, 14, 14) and a 512-d embedding; s112: layer4 (512, 2, 7, 7) and its embedding,
+5.5 MB a video) are written concurrently by N writer threads, each thread whole shards of
+its own (as the background writer does), once per codec and N. Reported per codec: MB/s
+of uncompressed data written and read back (the files are in the page cache, so reading
+measures decompression and zarr, not the disk), compression ratio, and CPU seconds per
+GB written (all threads of the process), from which the cores a rate needs follow, and
+the CPU seconds per GB of zarr's event-loop thread alone (crc32c, shard assembly and the
+Python around them run there, one thread per process: the serial part that caps what
+more cores can give one process).
+Each configuration runs in a fresh child process whose zarr settings are explicit: Blosc
+runs single-threaded inside zarr 3 (zarr sets ``numcodecs.blosc.use_threads = False``)
+and zarr compresses a shard's chunks concurrently in its own thread pool
+(``threading.max_workers``, default os.cpu_count() + 4) up to ``async.concurrency`` at a
+time. --pinned adds one pass with the child pinned to one core, one writer thread and one
+zarr worker: the rate a single core sustains.
+The values are random-weight r3d_18 activations (layer4 and its pooled embedding) of
+``--clips`` clips decoded from ``--source`` (T=16 at 224 px; 112 px by area-downscaling the
+same clip) and their horizontal flips; the shard's rows cycle through those clips, each
+row's channels in a different random order so that no row repeats its neighbour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +190,172 @@ def resume_time(tmp: Path, samples: Path, cfg) -> None:
           f"checking and planning, backbone load included)")
 
 
+# codecs at GPU throughput: Blosc compressors, each with byte shuffle and, where the
+# compressor is fast enough to be a candidate, bit shuffle
+GPU_CODECS = {
+    f"{c['codec']}-{c['level']}-{c['shuffle']}": c
+    for c in (
+        {"codec": "zstd", "level": 1, "shuffle": "shuffle"},
+        {"codec": "zstd", "level": 1, "shuffle": "bitshuffle"},
+        {"codec": "zstd", "level": 3, "shuffle": "shuffle"},
+        {"codec": "zstd", "level": 3, "shuffle": "bitshuffle"},
+        {"codec": "lz4", "level": 5, "shuffle": "shuffle"},
+        {"codec": "lz4", "level": 5, "shuffle": "bitshuffle"},
+        {"codec": "lz4hc", "level": 5, "shuffle": "shuffle"},
+        {"codec": "blosclz", "level": 5, "shuffle": "shuffle"},
+        {"codec": "none", "level": 0, "shuffle": "noshuffle"},
+    )
+}
+GPU_ARRAYS = {224: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 2, 14, 14))],
+              112: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 2, 7, 7))]}
+GPU_ROWS_PER_VIDEO, GPU_SHARD_VIDEOS = 11, 32
+
+
+def r3d18_activations(videos: list[Path], n_clips: int, out: Path) -> dict:
+    """layer4 maps and pooled embeddings of random-weight r3d_18 (seed 0) for ``n_clips``
+    clips (T=16, 224 px, and the same clip area-downscaled to 112 px) and their flips,
+    saved to ``out`` (.npz); returns the zero fraction of each array."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.video import r3d_18
+
+    from extract.video import decode_clip
+
+    torch.manual_seed(0)
+    net = r3d_18(weights=None).eval()
+    mean = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 3, 1, 1, 1)
+    std = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 3, 1, 1, 1)
+    maps: dict[str, list[np.ndarray]] = {f"s{s}/{a.name}": [] for s, arrays in GPU_ARRAYS.items() for a in arrays}
+    for video in videos[: max(1, n_clips // 2)]:
+        frames = torch.from_numpy(decode_clip(video, 16, 224).frames).permute(3, 0, 1, 2)[None].float() / 255
+        for clip in (frames, frames.flip(-1)):
+            for scale in GPU_ARRAYS:
+                x = clip if scale == 224 else F.interpolate(clip[0].transpose(0, 1), size=(scale, scale), mode="area").transpose(0, 1)[None]
+                with torch.no_grad():
+                    y = net.layer4(net.layer3(net.layer2(net.layer1(net.stem((x - mean) / std)))))
+                maps[f"s{scale}/layer4"].append(y[0].half().numpy())
+                maps[f"s{scale}/embedding"].append(y[0].mean(dim=(1, 2, 3)).half().numpy())
+    stacked = {k: np.stack(v) for k, v in maps.items()}
+    np.savez(out, **stacked)
+    return {k: float((v == 0).mean()) for k, v in stacked.items()}
+
+
+def _shard_values(sources: Path) -> dict[tuple[int, str], np.ndarray]:
+    """One shard's rows: the clips in turn, each row's channels in its own random order."""
+    loaded = np.load(sources)
+    rng = np.random.default_rng(0)
+    n = GPU_ROWS_PER_VIDEO * GPU_SHARD_VIDEOS
+    orders = [rng.permutation(512) for _ in range(n)]
+    values = {}
+    for key in loaded.files:
+        clips = loaded[key]
+        values[(int(key.split("/")[0][1:]), key.split("/")[1])] = np.stack([clips[i % len(clips)][orders[i]] for i in range(n)])
+    return values
+
+
+def _thread_cpu_seconds(native_id: int) -> float:
+    """CPU seconds (user + system) one thread of this process has used, from /proc."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_shards_concurrently(sources: str, folder: str, compression: dict, n_shards: int, threads: int,
+                              zarr_workers: int, concurrency: int, pinned: bool) -> dict:
+    """In a fresh process: write ``n_shards`` whole shards from ``threads`` writer threads,
+    then read them back the same way. Uncompressed MB/s, ratio, CPU seconds."""
+    if pinned:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import numcodecs.blosc
+    import zarr
+
+    zarr.config.set({"threading.max_workers": zarr_workers, "async.concurrency": concurrency})
+    values = _shard_values(Path(sources))
+    n_videos = n_shards * GPU_SHARD_VIDEOS
+    rows = pl.DataFrame({"video_id": np.repeat([f"v{i}" for i in range(n_videos)], GPU_ROWS_PER_VIDEO),
+                         "group": np.repeat([f"g{i}" for i in range(n_videos)], GPU_ROWS_PER_VIDEO),
+                         "label": np.zeros(n_videos * GPU_ROWS_PER_VIDEO, dtype=int),
+                         "variant": np.tile(np.arange(GPU_ROWS_PER_VIDEO), n_videos)})
+    store = FeatureStore.create(folder, rows, GPU_ARRAYS, {}, rows_per_video=GPU_ROWS_PER_VIDEO,
+                                shard_videos=GPU_SHARD_VIDEOS, compression=compression)
+    mb = n_shards * sum(v.nbytes for v in values.values()) / 1e6
+    # zarr runs every call's coroutines on one event-loop thread: its share is the serial part
+    loop_thread = zarr.core.sync.iothread[0].native_id
+    with ThreadPoolExecutor(threads) as pool:
+        wall, cpu, loop = time.perf_counter(), time.process_time(), _thread_cpu_seconds(loop_thread)
+        list(pool.map(lambda shard: store.write_shard(shard, values), range(n_shards)))
+        write_s, write_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        write_loop = _thread_cpu_seconds(loop_thread) - loop
+        stored = sum(store.array(s, a.name).nbytes_stored() for s, arrays in GPU_ARRAYS.items() for a in arrays)
+
+        def read(shard: int) -> dict:
+            start, stop = store.layout.shard_rows(shard)
+            return {key: store.read_block(key[0], key[1], start, stop) for key in values}
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        back = list(pool.map(read, range(n_shards)))
+        read_s, read_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert all(np.array_equal(back[-1][key], values[key]) for key in values)
+    shutil.rmtree(folder)
+    return {"write_mb_s": mb / write_s, "read_mb_s": mb / read_s, "ratio": mb * 1e6 / stored,
+            "write_cpu_s_per_gb": write_cpu / mb * 1e3, "write_loop_cpu_s_per_gb": write_loop / mb * 1e3,
+            "read_cpu_s_per_gb": read_cpu / mb * 1e3, "mb": mb,
+            "blosc_use_threads": bool(numcodecs.blosc.use_threads), "zarr_workers": zarr_workers,
+            "concurrency": concurrency}
+
+
+def gpu_throughput(args: argparse.Namespace, tmp: Path) -> None:
+    if args.source:
+        videos = sorted(p for p in Path(args.source).rglob("*.mp4"))
+    else:
+        make_demo_dataset(tmp / "data", max(1, args.clips // 2), seed=0, width=320, height=240, n_frames=64)
+        videos = sorted((tmp / "data").rglob("*.mp4"))
+    started = time.perf_counter()
+    zeros = r3d18_activations(videos, args.clips, tmp / "sources.npz")
+    print(f"activations of {2 * max(1, args.clips // 2)} clips (random-weight r3d_18, T=16) in "
+          f"{time.perf_counter() - started:.0f} s; zero fraction: " + ", ".join(f"{k} {v:.2f}" for k, v in zeros.items()))
+    shard_mb = sum(int(np.prod(a.row_shape)) * 2 for arrays in GPU_ARRAYS.values() for a in arrays) * GPU_ROWS_PER_VIDEO * GPU_SHARD_VIDEOS / 1e6
+    print(f"{args.shards} shards of {shard_mb:.0f} MB per configuration; Blosc single-threaded in zarr; "
+          f"async.concurrency {args.concurrency}; {os.cpu_count()} CPUs here")
+    configs = [(threads, workers, False) for workers in args.zarr_workers for threads in args.threads]
+    configs += [(1, 1, True)] if args.pinned else []
+    codecs = args.codecs or list(GPU_CODECS)
+    results = []
+    print(f"\n   {'codec':<22} {'threads':>7} {'zarr wk':>7} {'pinned':>6} {'ratio':>6} {'write MB/s':>10} "
+          f"{'read MB/s':>9} {'CPU s/GB w':>10} {'r':>6} {'loop s/GB w':>11}")
+    for name in codecs:
+        for threads, workers, pinned in configs:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                r = pool.submit(write_shards_concurrently, str(tmp / "sources.npz"), str(tmp / f"gpu-{name}.zarr"),
+                                GPU_CODECS[name], args.shards, threads, workers, args.concurrency, pinned).result()
+            results.append({"codec": name, "threads": threads, "pinned": pinned, **r})
+            print(f"   {name:<22} {threads:>7} {workers:>7} {'yes' if pinned else 'no':>6} {r['ratio']:6.2f} "
+                  f"{r['write_mb_s']:10.0f} {r['read_mb_s']:9.0f} {r['write_cpu_s_per_gb']:10.2f} {r['read_cpu_s_per_gb']:6.2f} {r['write_loop_cpu_s_per_gb']:11.2f}",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"zero_fraction": zeros, "shards": args.shards, "results": results}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=48)
     parser.add_argument("--big-mib", type=float, default=400)
+    parser.add_argument("--threads", type=int, nargs="+", help="writer threads: run only the GPU-throughput codec table")
+    parser.add_argument("--zarr-workers", type=int, nargs="+", default=[os.cpu_count()],
+                        help="zarr's thread pool (threading.max_workers), one pass per value")
+    parser.add_argument("--concurrency", type=int, default=10, help="zarr's async.concurrency")
+    parser.add_argument("--pinned", action="store_true", help="add one pass pinned to one core (1 thread, 1 zarr worker)")
+    parser.add_argument("--shards", type=int, default=4, help="shards written per configuration")
+    parser.add_argument("--source", help="folder of videos to take the clips from (default: demo videos)")
+    parser.add_argument("--clips", type=int, default=12, help="clips (half of them flips) whose activations fill the rows")
+    parser.add_argument("--codecs", nargs="+", choices=list(GPU_CODECS), help="default: all")
+    parser.add_argument("--dir", help="where the GPU-throughput stores are written (default: the temp dir; "
+                        "/dev/shm takes the disk out of the figures)")
+    parser.add_argument("--json", type=Path, help="write the GPU-throughput figures here")
     args = parser.parse_args()
+    if args.threads:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            gpu_throughput(args, Path(tmp))
+        return
     cfg = load_config(ROOT / "configs" / "demo.yaml", ["augment.variants=2", "augment.explicit=[]", "extract.shard_videos=4"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
