@@ -16,7 +16,7 @@ import torch
 from conftest import ROOT, TINY, indexed_demo
 from configs import load_config
 from extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
-from extract.clips import make_scaled_clips, make_variant, variant_ops, variants_at_scales
+from extract.clips import make_scaled_clips, make_variant, normalise, variant_ops, variants_at_scales
 from extract.job import META_COLUMNS, DecodedVideos, item_bytes, run_extract
 from extract.video import decode_clip
 from store import FeatureStore
@@ -170,3 +170,13 @@ def test_a_device_stage_error_fails_that_video_only(samples, tmp_path, monkeypat
     assert report.n_failed == 1 and report.n_done == n - 1
     assert rows["status"].to_list() == ["done"] + ["failed"] + ["done"] * (n - 2)
     assert rows["reason"][1] == "RuntimeError: stage broke on this clip"
+
+
+def test_normalise_is_the_kinetics_formula_in_the_video_layout():
+    clip = torch.rand(2, 5, 3, 8, 8)  # (V, T, C, S, S)
+    mean, std = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
+    expected = ((clip - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)).permute(0, 2, 1, 3, 4)
+    got = normalise(clip, mean, std)
+    assert got.shape == (2, 3, 5, 8, 8) and got.is_contiguous()
+    assert torch.equal(got, expected)
+    assert torch.equal(normalise(clip[0], mean, std), expected[0])  # one clip (T, C, S, S) too
