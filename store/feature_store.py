@@ -242,6 +242,12 @@ class FeatureStore:
         return dict(self.group.attrs)
 
     @property
+    def provenance(self) -> "StoreProvenance":
+        from store.provenance import StoreProvenance
+
+        return StoreProvenance.from_dict(self.attrs, f"store {self.path}")
+
+    @property
     def n_rows(self) -> int:
         return int(self.group.attrs["n_rows"])
 

@@ -72,27 +72,27 @@ def config(tmp_path, *extra):
 def test_each_head_learns_and_sits_at_chance_on_shuffled_labels(separable_store, tmp_path, head, features):
     extra = [f"train.features={features}"] if features else []
     run_dir, real = train_head(head, separable_store, config(tmp_path / "real", *extra))
-    assert real["pooled"]["roc_auc"] > 0.85, real["pooled"]["roc_auc"]
+    assert real.pooled["roc_auc"] > 0.85, real.pooled["roc_auc"]
     null = []
     for seed in range(3):
         _, shuffled = train_head(head, separable_store, config(tmp_path / f"null{seed}", *extra, "train.shuffle_labels=true", f"train.seed={seed}"))
-        null.append(shuffled["pooled"]["roc_auc"])
+        null.append(shuffled.pooled["roc_auc"])
     assert 0.3 < float(np.mean(null)) < 0.7, null
-    assert real["split_audit"]["leaking_groups"] == 0
+    assert real.split_audit["leaking_groups"] == 0
     files = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "summary.json", "oof.parquet", "metrics.jsonl", "report.html", "roc.png", "pr.png", "reliability.png", "confusion.png"} <= files
     page = (run_dir / "report.html").read_text()
     for plot in [p for p in PLOTS if p in files]:
         assert f'src="{plot}"' in page
     if head == "gbm":
-        assert "importance.png" in files and real["top_features"][0][0].startswith(("embedding_", "handcrafted_a"))
+        assert "importance.png" in files and real.top_features[0][0].startswith(("embedding_", "handcrafted_a"))
     if head == "inception":
-        assert "curves.png" in files and len(list((run_dir / "checkpoints").glob("fold*.pt"))) == 5
-        state = torch.load(run_dir / "checkpoints" / "fold0.pt", weights_only=True)
+        assert "curves.png" in files and len(list((run_dir / "checkpoints").glob("fold*/weights.pt"))) == 5
+        state = torch.load(run_dir / "checkpoints" / "fold0" / "weights.pt", weights_only=True)
         assert "linear.weight" in state
         lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert {"fold", "epoch", "train_loss", "watch_loss", "watch_auc"} <= set(lines[0])
-    assert set(real["slices"]) == {"platform", "resolution", "duration_band"}
+    assert set(real.slices) == {"platform", "resolution", "duration_band"}
 
 
 def test_metrics_match_scikit_learn():
@@ -146,8 +146,8 @@ def test_the_threshold_never_sees_the_validation_fold(separable_store):
 def test_calibration_is_fitted_on_the_training_side(separable_store, tmp_path):
     _, raw = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]"))
     _, platt = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]", "train.calibration=platt"))
-    assert platt["calibration"] == "platt"
-    assert platt["pooled"]["log_loss"] < raw["pooled"]["log_loss"]  # gbm's raw probabilities are overconfident
+    assert platt.calibration == "platt"
+    assert platt.pooled["log_loss"] < raw.pooled["log_loss"]  # gbm's raw probabilities are overconfident
 
 
 def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path):
