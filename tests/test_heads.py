@@ -165,3 +165,30 @@ def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path)
     assert (tmp_path / "cmp.md").read_text().count("| gbm |") == 2
     bad = run_cli("runs", "compare", str(tmp_path), check=False)
     assert bad.returncode == 2 and "not a run folder" in bad.stderr
+
+
+def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separable_store, tmp_path):
+    from heads.model import ModelSpec
+    from heads.runs import RunSummary
+    from store import ArtifactVersionError, StoreProvenance
+
+    run_dir, summary = train_head("logreg", separable_store, config(tmp_path, "train.features=[embedding]", "train.inner_folds=0"))
+    read = RunSummary.read(run_dir)
+    assert read.to_dict() == summary.to_dict() and read.reads == "embedding" and read.inputs == "vectors" and read.tap is None
+    saved = json.loads((run_dir / "summary.json").read_text())
+    for version, needle in [(99, "format version 99; this vidstore reads up to 2: upgrade vidstore"),
+                            (None, "has no format version (written by an older vidstore)")]:
+        (run_dir / "summary.json").write_text(json.dumps({**saved, "version": version}))
+        proc = run_cli("runs", "compare", str(run_dir), check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and str(run_dir) in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": 4})]:
+        with pytest.raises(ArtifactVersionError, match="this vidstore reads up to"):
+            reader(data)
+    # the saved heads carry their format version too
+    head_file = run_dir / "checkpoints" / "fold0" / "head.yaml"
+    head_file.write_text(head_file.read_text().replace("version: 1", "version: 7"))
+    with pytest.raises(ArtifactVersionError, match="format version 7"):
+        from heads.registry import head_class
+
+        head_class("logreg").load(head_file.parent)
