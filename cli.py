@@ -40,7 +40,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over configs/default.yaml")
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over the defaults (configs/default.yaml)")
 SET_OPTION = typer.Option([], "--set", help="override one key, e.g. --set clip.frames=8 (repeatable)")
 HEAD_MODULE_OPTION = typer.Option([], "--head-module", help="a Python file that registers heads of your own (repeatable)")
 

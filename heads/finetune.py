@@ -33,7 +33,6 @@ import numpy as np
 import polars as pl
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
