@@ -7,12 +7,15 @@
     python cli.py clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
     python cli.py store info|validate STORE              # describe / check a store
     python cli.py store init --samples S --store STORE  # create or grow a store (before array jobs)
-    python cli.py train gbm|logreg|inception --store STORE [--folds 5] [--seed 0] [--out runs]
+    python cli.py train HEAD --store STORE [--folds 5] [--seed 0] [--out runs] [--head-module my_head.py]
     python cli.py runs compare RUN... [--sort roc_auc] [--out table]
-    python cli.py sweep gbm --store STORE --grid configs/sweeps/gbm.yaml [--nested]
+    python cli.py sweep HEAD --store STORE --grid configs/sweeps/gbm.yaml [--nested]
+    python cli.py config show [-c FILE] [--set key=value]   # the resolved config
     python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
     python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta]
 
+HEAD is any registered head (``train --help`` lists them): gbm, logreg, inception, or one
+from ``--head-module FILE.py`` or a ``vidstore.heads`` entry point.
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
 ``configs/default.yaml`` lists them all. Commands are thin: the work lives in extract/,
 store/ and heads/.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand
 
 from configs import Config, load_config
 
@@ -36,12 +40,37 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over configs/default.yaml")
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over the defaults (configs/default.yaml)")
 SET_OPTION = typer.Option([], "--set", help="override one key, e.g. --set clip.frames=8 (repeatable)")
+HEAD_MODULE_OPTION = typer.Option([], "--head-module", help="a Python file that registers heads of your own (repeatable)")
 
 
 def _config(path: Optional[Path], overrides: list[str], extra: list[str] = ()) -> Config:
     return load_config(path, list(overrides) + list(extra))
+
+
+def _load_head_modules(paths: list[Path]) -> None:
+    if paths:
+        from heads.registry import load_head_module
+
+        for path in paths:
+            load_head_module(path)
+
+
+def _argv_head_modules() -> list[Path]:
+    args = sys.argv
+    return [Path(args[i + 1]) for i, a in enumerate(args[:-1]) if a == "--head-module"]
+
+
+class ListsHeads(TyperCommand):
+    """A command whose --help ends with the registered heads (built-in, entry points and --head-module)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from heads.registry import head_names
+
+        _load_head_modules(_argv_head_modules())
+        self.help = (self.help or "").split("\n\nRegistered heads:")[0] + f"\n\nRegistered heads: {', '.join(head_names())}"
+        super().format_help(ctx, formatter)
 
 
 # -- the demo ---------------------------------------------------------------------------------
@@ -73,14 +102,17 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), help="folder for the dataset, samples, store and runs"),
     config: Optional[Path] = typer.Option(Path("configs/demo.yaml"), "--config", "-c"),
     overrides: list[str] = SET_OPTION,
+    head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """The whole job on the built-in dataset: demo-data -> index -> extract -> train gbm."""
     from extract.demo_data import GENERATOR_VERSION
     from extract.job import StoreMismatch, run_extract
     from extract.sources import build_index, write_index
+    from heads.registry import head_class
     from heads.runs import format_comparison, format_summary
     from heads.train import train_head
 
+    _load_head_modules(head_module)
     cfg = _config(config, overrides, [f"train.out={out / 'runs'}"])
     started = time.perf_counter()
     data_dir, samples, store = out / "data", out / "samples.parquet", out / "features.zarr"
@@ -120,9 +152,9 @@ def demo(
     others = []
     for spec in cfg.demo.also_train:
         head, _, arrays = spec.partition(":")
-        key = "tap" if head == "inception" else "features"
-        value = arrays if head == "inception" else arrays.split("+")
-        other = cfg.model_copy(update={"train": cfg.train.model_copy(update={key: value})})
+        reads_map = head_class(head).inputs == "map"
+        update = {"tap": arrays} if reads_map else {"features": arrays.split("+")}
+        other = cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
         others.append(train_head(head, store, other)[1])
     typer.echo(format_summary(result))
     typer.echo("")
@@ -275,9 +307,9 @@ def store_info(
     typer.echo(f"  schema v{p.get('schema_version')}, code {p.get('code_version')}, created {p.get('created_at')}")
 
 
-@app.command()
+@app.command(cls=ListsHeads)
 def train(
-    head: str = typer.Argument(..., help="head to train: gbm, logreg or inception"),
+    head: str = typer.Argument(..., help="a registered head (listed below)"),
     store: Path = typer.Option(..., help="feature store"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
@@ -286,11 +318,13 @@ def train(
     seed: Optional[int] = typer.Option(None, help="split and model seed (default: train.seed)"),
     out: Optional[Path] = typer.Option(None, help="runs folder (default: train.out)"),
     split: str = typer.Option("grouped", help="grouped (honest) or naive (row-level, leaks: for comparison only)"),
+    head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Cross-validate a head on the store and write runs/<run-id>/."""
     from heads.runs import format_summary
     from heads.train import train_head
 
+    _load_head_modules(head_module)
     extra = [f"train.{k}={v}" for k, v in {"scale": scale, "folds": folds, "seed": seed, "out": out}.items() if v is not None]
     cfg = _config(config, overrides, extra)
     run_dir, summary = train_head(head, store, cfg, split=split)
@@ -309,10 +343,12 @@ def finetune(
     final_from: Optional[Path] = typer.Option(
         None, help="a model trained with a hold-out: train on every video for its best epoch count, keep its threshold"
     ),
+    head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
-    """Fine-tune backbone + Inception3D head end to end (torchrun for several GPUs)."""
+    """Fine-tune backbone + a map head (Inception3D) end to end (torchrun for several GPUs)."""
     from heads.finetune import finetune as run_finetune
 
+    _load_head_modules(head_module)
     result = run_finetune(samples, init, out, _config(config, overrides), resume=resume, final_from=final_from)
     if result["status"] == "interrupted":
         typer.echo(f"stopped at epoch {result['epoch']}, step {result['global_step']}; checkpoint in {out}; continue with --resume")
@@ -336,13 +372,16 @@ def predict(
     overrides: list[str] = SET_OPTION,
     workers: int = typer.Option(2, help="decode processes"),
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
+    samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the file stem)"),
+    head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Probability of fake for each video: path, video_id, prob_fake, label, n_clips, status, reason."""
     import polars as pl
 
     from heads.predict import predict as run_predict
 
-    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size)
+    _load_head_modules(head_module)
+    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
         typer.echo(table.select("video_id", "prob_fake", "label", "n_clips", "status", "reason"))
     if out:
@@ -371,22 +410,24 @@ def runs_compare(
         typer.echo(f"wrote {csv_path} and {md_path}")
 
 
-@app.command()
+@app.command(cls=ListsHeads)
 def sweep(
-    head: str = typer.Argument(..., help="head to sweep: gbm, logreg or inception"),
+    head: str = typer.Argument(..., help="a registered head (listed below)"),
     store: Path = typer.Option(..., help="feature store"),
     grid: Path = typer.Option(..., help="YAML: dotted config keys -> lists of values"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
-    nested: bool = typer.Option(False, help="also estimate the chosen point honestly (nested selection; gbm, logreg)"),
+    nested: bool = typer.Option(False, help="also estimate the chosen point honestly (nested selection; heads that read vectors)"),
+    head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Cross-validate every point of a grid, reading the store once; compare them."""
     from heads.runs import format_comparison, write_comparison
     from heads.sweep import run_sweep
 
+    _load_head_modules(head_module)
     runs, summaries, estimate = run_sweep(head, store, grid, config=config, overrides=overrides, nested=nested)
     for run, summary in zip(runs, summaries):
-        typer.echo(f"{run.name}: {summary['sweep_point']}")
+        typer.echo(f"{run.name}: {summary.sweep_point}")
     typer.echo(format_comparison(summaries, "roc_auc"))
     csv_path, md_path = write_comparison(summaries, runs[0].parent / f"sweep-{runs[0].name}", "roc_auc")
     typer.echo(f"wrote {csv_path} and {md_path}")
@@ -398,6 +439,23 @@ def sweep(
         )
 
 
+config_app = typer.Typer(no_args_is_help=True, help="Look at the configuration.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    head_module: list[Path] = HEAD_MODULE_OPTION,
+) -> None:
+    """Print the resolved config (schema defaults <- FILE <- --set) as YAML."""
+    import yaml
+
+    _load_head_modules(head_module)
+    typer.echo(yaml.safe_dump(_config(config, overrides).to_dict(), sort_keys=False).rstrip())
+
+
 # Errors a user can cause, printed as one line instead of a traceback. Checked by module
 # name: an error class can only have been raised if its module was imported, so the
 # check never imports torch just to print a message.
@@ -407,7 +465,8 @@ USER_ERRORS = {
     "extract.job": "ExtractError",
     "store.feature_store": "StoreError",
     "features.backbone": "WeightsError",
-    "heads.train": "HeadError",
+    "heads.registry": "HeadError",
+    "store.provenance": "ArtifactVersionError",
     "heads.features_table": "HeadDataError",
     "heads.splits": "SplitError",
     "heads.runs": "RunError",

@@ -33,7 +33,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from benchmarks.rss import peak_rss_mib as peak_mib
 from configs import load_config
-from extract.job import clips_of_video
+from extract.clips import clips_of_video
 from extract.video import decode_clip
 mode, path = {mode!r}, {path!r}
 cfg = load_config(None, {sets!r})

@@ -50,7 +50,7 @@ def main() -> int:
         f"train.out={out / 'runs'}", f"finetune.device={device}", "finetune.epochs=1", "finetune.trainable=[all]",
         "finetune.freeze_bn=false", f"finetune.batch_size={args.micro_batch}", f"finetune.micro_batch={args.micro_batch}",
         "finetune.holdout=0.5", "finetune.num_workers=4",
-    ] + (["finetune.inject_oom_steps=[0]"] if args.cpu_dry_run else []))
+    ])
     d = cfg.demo
     make_demo_dataset(out / "data", n_videos=args.videos, seed=3, width=d.width, height=d.height, n_frames=d.n_frames, fps=d.fps)
     table, _ = build_index([out / "data"])
@@ -62,7 +62,7 @@ def main() -> int:
         torch.cuda.set_per_process_memory_fraction(args.memory_fraction)
         print(f"this process may use {args.memory_fraction * total / 2**30:.2f} GiB of {total / 2**30:.0f} GiB; "
               f"micro-batch {args.micro_batch} clips, every stage trainable")
-    result = finetune(samples, run_dir, out / "model", cfg)
+    result = finetune(samples, run_dir, out / "model", cfg, inject_oom_steps=(0,) if args.cpu_dry_run else ())
     spec = yaml.safe_load((out / "model" / "model.yaml").read_text())
     events = spec["training"]["oom_events"]
     for event in events:

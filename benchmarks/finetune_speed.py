@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.backbone import build_backbone  # noqa: E402
-from heads.inception import InceptionHead  # noqa: E402
+from heads.zoo.inception import InceptionHead  # noqa: E402
 from heads.model import VideoClassifier, set_trainable  # noqa: E402
 
 

@@ -37,8 +37,8 @@ from heads.train import train_head
 cfg = load_config(None, {sets!r})
 start = time.perf_counter()
 run_dir, summary = train_head({head!r}, {store!r}, cfg)
-print(json.dumps({{"seconds": time.perf_counter() - start, "peak_mib": peak_mib(), "auc": summary["pooled"]["roc_auc"],
-                   "info": summary["head_info"]}}))
+print(json.dumps({{"seconds": time.perf_counter() - start, "peak_mib": peak_mib(), "auc": summary.pooled["roc_auc"],
+                   "info": summary.head_info}}))
 """
 
 

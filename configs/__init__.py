@@ -1,8 +1,10 @@
 """Typed configuration for every job, loaded from the YAML files in this folder.
 
 A config file has one section per concern (``clip``, ``augment``, ``backbone``,
-``features``, ``extract``, ``train``, ``finetune``, ``demo``). ``default.yaml`` holds every default; a job's ``--config`` file and then its
-``--set key=value`` overrides are merged on top, and the result is validated: an unknown
+``features``, ``extract``, ``train`` with a section per registered head, ``finetune``,
+``demo``). The schema holds every default (``default.yaml`` is it with comments, kept
+equal by a test); a job's ``--config`` file and then its ``--set key=value`` overrides
+are merged on top, and the result is validated: an unknown
 key or a bad value is a :class:`ConfigError` whose one-line message names the key.
 """
 
@@ -12,15 +14,15 @@ from configs.schema import (
     ClipConfig,
     Config,
     ConfigError,
+    ConfigSection,
     DemoConfig,
     ExtractConfig,
     FeaturesConfig,
     FinetuneConfig,
-    GbmParams,
-    InceptionParams,
-    LogregParams,
     TrainConfig,
     config_hash,
+    config_model,
+    default_config,
     load_config,
 )
 
@@ -30,14 +32,14 @@ __all__ = [
     "ClipConfig",
     "Config",
     "ConfigError",
+    "ConfigSection",
     "DemoConfig",
     "ExtractConfig",
     "FeaturesConfig",
     "FinetuneConfig",
-    "GbmParams",
-    "InceptionParams",
-    "LogregParams",
     "TrainConfig",
     "config_hash",
+    "config_model",
+    "default_config",
     "load_config",
 ]

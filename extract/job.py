@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from configs import Config, config_hash
 from extract.augment import AUGMENT_VERSION
-from extract.clips import clips_of_video, variant_ops, variants_at_scales  # noqa: F401  (clips_of_video: heads import it here)
+from extract.clips import variant_ops, variants_at_scales
 from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION

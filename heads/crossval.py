@@ -4,8 +4,8 @@ Folds are grouped and stratified (or naive, row-level, only to show leakage) and
 In each fold:
 
 1. heads that refit (gbm, logreg) get out-of-fold predictions for every training video
-   from inner grouped folds of the training rows; the inception head, which needs
-   early stopping, holds out a share of the training groups and watches it;
+   from inner grouped folds of the training rows; a head that does not (inception, which
+   needs early stopping) holds out a share of the training groups and watches it;
 2. the decision threshold (best F1) and, if asked, a Platt or isotonic calibration are
    fitted on those training-side predictions (original clips, per video) and never see
    the validation fold;
@@ -27,7 +27,8 @@ from sklearn.linear_model import LogisticRegression
 
 from heads.base import Fitted, Head
 from heads.metrics import binary_metrics, bootstrap_auc_interval, choose_threshold, summarise_folds
-from heads.splits import audit_folds, grouped_stratified_folds, naive_row_folds, shuffle_labels_by_group
+from heads.splits import audit_folds, naive_row_folds, shuffle_labels_by_group, video_folds
+from heads.training import grouped_holdout
 
 SPLITS = ("grouped", "naive")
 
@@ -65,16 +66,6 @@ def per_video(rows: pl.DataFrame, index: np.ndarray, labels: np.ndarray, probs: 
     )
 
 
-def video_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold per row from folds of its video, assigned by group and stratified by label."""
-    videos = rows.with_columns(pl.Series("y", labels)).group_by("video_id", maintain_order=True).agg(
-        pl.col("group").first(), pl.col("y").first()
-    )
-    folds = grouped_stratified_folds(videos["y"].to_numpy(), videos["group"].to_numpy(), n_folds, seed)
-    lookup = dict(zip(videos["video_id"].to_list(), folds.tolist()))
-    return np.array([lookup[v] for v in rows["video_id"].to_list()], dtype=np.int64)
-
-
 def assign_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int, split: str) -> np.ndarray:
     if split == "naive":
         return naive_row_folds(rows.height, n_folds, seed)
@@ -86,15 +77,8 @@ def assign_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int
 def inner_holdout(rows: pl.DataFrame, train: np.ndarray, labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split the training rows by group: (rows to fit, rows held out), about ``share`` of
     the groups held out, stratified by label. Falls back to no hold-out when too small."""
-    if share <= 0:
-        return train, np.empty(0, dtype=np.int64)
-    n_parts = max(2, round(1 / share))
-    sub = rows[train]
-    try:
-        parts = video_folds(sub, labels[train], n_parts, seed)
-    except ValueError:
-        return train, np.empty(0, dtype=np.int64)
-    return train[parts != 0], train[parts == 0]
+    fit, held = grouped_holdout(rows[train], labels[train], share, seed)
+    return train[fit], train[held]
 
 
 def _logit(probs: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@
     python cli.py finetune ... --out models/NAME-final --final-from models/NAME   # every video, best epochs
     torchrun --nproc_per_node 4 cli.py finetune ...        # DistributedDataParallel, rank 0 writes
 
-The head starts from a head trained on the store's maps (the best fold of an ``inception``
-run, same tap and scale), the backbone from the weights the store recorded. Clips come
+The head starts from a head trained on the store's maps (the best fold of a map head's
+run, such as ``inception``, same tap and scale), the backbone from the weights the store recorded. Clips come
 from extraction's pipeline, decoded in DataLoader workers; training clips draw fresh
 augmentations every epoch. A grouped hold-out (the same rule as the heads) drives early
 stopping and the threshold. Checkpoints (model, optimiser, scheduler, scaler, epoch,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -32,77 +33,70 @@ import numpy as np
 import polars as pl
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from configs import Config, InceptionParams
+from configs import Config
 from extract.augment import draw_variant, variant_rng
 from extract.clips import make_variant
 from extract.job import read_samples
 from extract.video import VideoError, decode_clip
-from heads.crossval import video_folds
-from heads.inception import InceptionHead
-from heads.metrics import binary_metrics, choose_threshold
-from heads.model import VideoClassifier, keep_frozen_bn_in_eval, set_trainable
+from heads.metrics import binary_metrics, choose_threshold, log_loss
+from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
-from heads.runs import json_safe
+from heads.registry import head_class
+from heads.runs import RunSummary, json_safe
+from heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
+from store import StoreProvenance
 
 CHECKPOINT = "checkpoint.pt"
-MODEL_FORMAT = "vidstore-model/1"
 
 
 class FinetuneError(ValueError):
-    """An init that is not an inception run or a model, or a checkpoint that does not fit."""
+    """An init that is not a map head's run or a model, or a checkpoint that does not fit."""
 
 
 class SimulatedOOM(RuntimeError):
-    """Raised by the ``finetune.inject_oom_steps`` test hook in place of a CUDA OOM."""
+    """Raised by the ``inject_oom_steps`` test hook in place of a CUDA OOM."""
 
 
 @dataclass
 class Init:
     """Where fine-tuning starts: a head (and maybe a whole model) and the store's record."""
 
-    provenance: dict
+    provenance: StoreProvenance
     scale: int
     tap: str
-    head_params: dict  # InceptionHead constructor arguments
+    head: str  # the registered head whose network goes on the tap
+    head_args: dict  # that network's constructor arguments
     head_state: dict
     model_state: dict | None  # a whole VideoClassifier (continuing from a model artifact)
     source: dict
 
 
 def load_init(path: str | Path) -> Init:
-    """An ``inception`` run (its best fold's head) or a model artifact (all its weights)."""
+    """A map head's run (its best fold's head) or a model artifact (all its weights)."""
     path = Path(path)
-    if (path / "model.yaml").is_file():
-        spec = yaml.safe_load((path / "model.yaml").read_text())
+    if (path / MODEL_SPEC).is_file():
+        spec = ModelSpec.read(path)
         state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
         head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
-        return Init(spec["provenance"], spec["clip"]["scale"], spec["architecture"]["tap"], spec["architecture"]["head"],
-                    head_state, state, {"model": str(path)})
-    summary_path = path / "summary.json"
-    if not summary_path.is_file():
+        return Init(spec.provenance, spec.scale, spec.tap, spec.head, spec.head_args, head_state, state, {"model": str(path)})
+    if not (path / "summary.json").is_file():
         raise FinetuneError(f"--init {path} is neither a run folder nor a model folder")
-    summary = json.loads(summary_path.read_text())
-    if summary.get("head") != "inception":
-        raise FinetuneError(f"--init {path} is a {summary.get('head')} run; fine-tuning starts from an inception run")
-    aucs = [v if v is not None else -1 for v in summary["metrics"]["roc_auc"]["per_fold"]]
+    summary = RunSummary.read(path)
+    if summary.inputs != "map":
+        raise FinetuneError(f"--init {path} is a {summary.head} run, whose head reads vectors; fine-tuning starts from a map head's run (inception)")
+    aucs = [v if v is not None else -1 for v in summary.metrics["roc_auc"]["per_fold"]]
     best = int(np.argmax(aucs))
-    cfg = yaml.safe_load((path / "config.yaml").read_text())
-    params = InceptionParams.model_validate(cfg["train"]["inception"])
-    head_state = torch.load(path / "checkpoints" / f"fold{best}.pt", map_location="cpu", weights_only=True)
-    in_channels = int(head_state["block.branch1.weight"].shape[1])
-    head_params = {"in_channels": in_channels, "branch_channels": params.branch_channels, "bottleneck": params.bottleneck,
-                   "dropout": params.dropout}
-    provenance = json.loads((path / "provenance.json").read_text())
-    return Init(provenance, int(summary["scale"]), summary["features"][0], head_params, head_state, None,
+    fitted = head_class(summary.head).load(path / "checkpoints" / f"fold{best}")
+    provenance = StoreProvenance.from_dict(json.loads((path / "provenance.json").read_text()), f"run {path} (provenance.json)")
+    return Init(provenance, summary.scale, summary.tap, summary.head, fitted.model_args(), fitted.module().state_dict(), None,
                 {"run": str(path), "fold": best, "fold_roc_auc": aucs[best]})
 
 
 def build_model(init: Init, cfg: Config) -> VideoClassifier:
-    head = InceptionHead(**init.head_params)
+    head = head_class(init.head).build_module(init.head_args)
     model = VideoClassifier(backbone_of(init.provenance, cfg.backbone), init.tap, head)
     if init.model_state is not None:
         model.load_state_dict(init.model_state)
@@ -150,37 +144,18 @@ def collate(items):
     return torch.stack([it[0] for it in kept]), torch.tensor([it[1] for it in kept]), [it[2] for it in items if it[0] is None]
 
 
-def grouped_holdout(table: pl.DataFrame, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, hold-out) positions: about ``share`` of the groups, stratified, as the heads do."""
-    if share <= 0:
-        return np.arange(table.height), np.empty(0, dtype=np.int64)
-    folds = video_folds(table, table["label"].to_numpy(), max(2, round(1 / share)), seed)
-    return np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
-
-
 def epoch_batches(train: np.ndarray, labels: np.ndarray, epoch: int, seed: int, batch: int, rank: int, world: int,
                   balanced: bool) -> list[list[int]]:
     """This rank's batches of an epoch: the same order on every rank and every run."""
     rng = np.random.default_rng([seed, epoch])
     order = train[rng.permutation(len(train))]
     if balanced:
-        fake, real = order[labels[order] == 1], order[labels[order] == 0]
-        n = max(len(fake), len(real))
-        order = np.concatenate([rng.choice(fake, n), rng.choice(real, n)]) if len(fake) and len(real) else order
+        order = balanced_resample(order, labels, rng)
         order = order[rng.permutation(len(order))]
     step = batch * world
     return [order[start + rank : start + step : world].tolist() for start in range(0, len(order) - step + 1, step)] or (
         [order[rank::world].tolist()] if len(order) >= world else []
     )
-
-
-def _schedule(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
 
 
 def _device(requested: str) -> torch.device:
@@ -197,13 +172,14 @@ def _save_atomic(obj, path: Path) -> None:
 
 class Trainer:
     def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False,
-                 final_from: str | Path | None = None):
-        self.final = None
+                 final_from: str | Path | None = None, inject_oom_steps: tuple[int, ...] = ()):
+        """``inject_oom_steps``: a test hook, a simulated out-of-memory error at these optimiser steps."""
+        self.final: ModelSpec | None = None
         if final_from is not None:
             # the final model: every video trains, for the epoch count the hold-out run chose,
             # and the hold-out run's threshold is kept (no videos are left to choose one)
-            self.final = yaml.safe_load((Path(final_from) / "model.yaml").read_text())
-            best = int(self.final["training"]["best_epoch"]) or int(self.final["training"]["epochs_run"])
+            self.final = ModelSpec.read(final_from)
+            best = int(self.final.training["best_epoch"]) or int(self.final.training["epochs_run"])
             cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"holdout": 0.0, "epochs": best})})
         self.cfg, self.f = cfg, cfg.finetune
         self.out = Path(out)
@@ -217,7 +193,7 @@ class Trainer:
         self.init = load_init(init_path)
         self.table = read_samples(samples)
         self.labels = self.table["label"].to_numpy().astype(np.int64)
-        self.train_rows, self.holdout_rows = grouped_holdout(self.table, self.f.holdout, self.f.seed)
+        self.train_rows, self.holdout_rows = grouped_holdout(self.table, self.labels, self.f.holdout, self.f.seed)
         torch.manual_seed(self.f.seed)
         self.model = build_model(self.init, cfg).to(self.device)
         backbone_params = set_trainable(self.model, self.f.trainable, self.f.freeze_bn)
@@ -231,17 +207,16 @@ class Trainer:
         self.steps_per_epoch = max(1, len(epoch_batches(self.train_rows, self.labels, 0, self.f.seed, self.f.batch_size, 0, self.world,
                                                         self.f.balance == "balanced_batches")))
         total = self.f.epochs * self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _schedule(int(self.f.warmup_epochs * self.steps_per_epoch), total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, warmup_cosine(int(self.f.warmup_epochs * self.steps_per_epoch), total))
         self.amp = self.f.amp != "none" and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.f.amp == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.f.amp == "fp16")
-        n_fake = max(1, int(self.labels[self.train_rows].sum()))
-        n_real = max(1, len(self.train_rows) - n_fake)
-        weight = n_real / n_fake if self.f.balance == "class_weights" else 1.0
-        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=self.device))
+        self.loss_fn = weighted_bce(self.labels[self.train_rows], self.f.balance, self.device)
+        self.stopping = EarlyStopping(self.f.patience)
         self.state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "micro_batch": self.f.micro_batch,
-                      "best_loss": math.inf, "best_epoch": 0, "stale": 0, "history": [], "oom_events": []}
+                      **self.stopping.state(), "history": [], "oom_events": []}
         self.best_state: dict | None = None
+        self.inject_oom_steps = set(inject_oom_steps)
         self._injected: set[int] = set()
         self.stop_requested = False
         if resume:
@@ -277,6 +252,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = dict(ckpt["state"])
+        self.stopping = EarlyStopping(self.f.patience, best_loss=self.state["best_loss"], best_epoch=self.state["best_epoch"],
+                                      stale=self.state["stale"])
         self.best_state = ckpt["best_state"]
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in ckpt["rng"]["python"]))
@@ -314,7 +291,7 @@ class Trainer:
         total = 0.0
         for i, (x, y) in enumerate(chunks):
             step = self.state["global_step"]
-            if step in self.f.inject_oom_steps and step not in self._injected:
+            if step in self.inject_oom_steps and step not in self._injected:
                 self._injected.add(step)
                 raise SimulatedOOM(f"simulated out-of-memory at step {step}")
             sync = contextlib.nullcontext() if (self.world == 1 or i == len(chunks) - 1) else self.net.no_sync()
@@ -351,6 +328,12 @@ class Trainer:
             probs[[where[r] for r in kept]] = torch.sigmoid(logits).cpu().numpy()
         return probs, failed
 
+    def holdout_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) of the hold-out videos that decoded."""
+        probs, _ = self.predict(self.holdout_rows)
+        ok = ~np.isnan(probs)
+        return self.labels[self.holdout_rows][ok], probs[ok]
+
     def run(self) -> dict:
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -386,22 +369,17 @@ class Trainer:
             record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan, "seconds": time.perf_counter() - started,
                       "micro_batch": self.state["micro_batch"], "lr_head": self.scheduler.get_last_lr()[1]}
             if len(self.holdout_rows):
-                probs, _ = self.predict(self.holdout_rows)
-                ok = ~np.isnan(probs)
-                y = self.labels[self.holdout_rows][ok]
-                p = np.clip(probs[ok], 1e-7, 1 - 1e-7)
-                record["holdout_loss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-                record["holdout_auc"] = binary_metrics(y, p)["roc_auc"]
-                if record["holdout_loss"] < self.state["best_loss"] - 1e-4:
-                    self.state.update(best_loss=record["holdout_loss"], best_epoch=epoch, stale=0)
+                y, probs = self.holdout_predictions()
+                record["holdout_loss"] = log_loss(y, probs)
+                record["holdout_auc"] = binary_metrics(y, probs)["roc_auc"]
+                if self.stopping.update(record["holdout_loss"], epoch):
                     self.best_state = copy.deepcopy(self.model.state_dict())
-                else:
-                    self.state["stale"] += 1
+                self.state.update(self.stopping.state())
             self.state["history"].append(record)
             self.state["epoch"] += 1
             self.state["step_in_epoch"] = 0
             self.save_checkpoint()
-            if len(self.holdout_rows) and self.state["stale"] >= f.patience:
+            if len(self.holdout_rows) and self.stopping.stop:
                 break
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -420,49 +398,47 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         threshold, metrics = 0.5, None
         if self.final is not None:
-            threshold, metrics = float(self.final["threshold"]), self.final["metrics"]["holdout"]
+            threshold, metrics = float(self.final.threshold), self.final.metrics["holdout"]
         elif len(self.holdout_rows):
-            probs, failed = self.predict(self.holdout_rows)
-            ok = ~np.isnan(probs)
-            y = self.labels[self.holdout_rows][ok]
-            threshold = choose_threshold(y, probs[ok])
-            metrics = binary_metrics(y, probs[ok], threshold)
+            y, probs = self.holdout_predictions()
+            threshold = choose_threshold(y, probs)
+            metrics = binary_metrics(y, probs, threshold)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         _save_atomic(state, self.out / "weights.pt")
         digest = hashlib.sha256((self.out / "weights.pt").read_bytes()).hexdigest()
         clip = clip_config_of(self.init.provenance)
-        spec = {
-            "format": MODEL_FORMAT,
-            "architecture": {"backbone": self.init.provenance["backbone"]["name"], "tap": self.init.tap, "head": self.init.head_params},
-            "clip": {**clip.model_dump(mode="json"), "scale": self.init.scale},
-            "threshold": float(threshold),
-            "calibration": None,
-            "training": {
+        spec = ModelSpec(
+            backbone=self.init.provenance.backbone_name,
+            tap=self.init.tap,
+            head=self.init.head,
+            head_args=self.init.head_args,
+            clip={**clip.model_dump(mode="json"), "scale": self.init.scale},
+            threshold=float(threshold),
+            training={
                 "samples": len(self.table), "train_videos": int(len(self.train_rows)), "holdout_videos": int(len(self.holdout_rows)),
                 "class_counts": {"real": int((self.labels == 0).sum()), "fake": int((self.labels == 1).sum())},
                 "epochs_run": len(self.state["history"]), "best_epoch": self.state["best_epoch"], "init": self.init.source,
                 "world_size": self.world, "oom_events": self.state["oom_events"], "finetune": self.f.model_dump(mode="json"),
-                "final_from": None if self.final is None else {"best_epoch": self.final["training"]["best_epoch"],
+                "final_from": None if self.final is None else {"best_epoch": self.final.training["best_epoch"],
                                                               "threshold_and_metrics_from_holdout": True},
             },
-            "metrics": {"holdout": metrics},
-            "weights": {"file": "weights.pt", "sha256": digest},
-            "provenance": self.init.provenance,
-        }
-        spec["exports"] = export_model(self.model.eval(), spec, self.out, self.f.export)
-        (self.out / "model.yaml").write_text(yaml.safe_dump(json_safe(spec), sort_keys=False))
+            metrics={"holdout": metrics},
+            weights={"file": "weights.pt", "sha256": digest},
+            provenance=self.init.provenance,
+        )
+        spec = dataclasses.replace(spec, exports=export_model(self.model.eval(), spec, self.out, self.f.export))
+        spec.write(self.out)
         with open(self.out / "history.jsonl", "w") as handle:
             for record in self.state["history"]:
                 handle.write(json.dumps(json_safe(record)) + "\n")
-        return {"threshold": threshold, "holdout": metrics, "exports": spec["exports"]}
+        return {"threshold": threshold, "holdout": metrics, "exports": spec.exports}
 
 
-def export_model(model: VideoClassifier, spec: dict, out: Path, kinds: list[str]) -> dict:
+def export_model(model: VideoClassifier, spec: ModelSpec, out: Path, kinds: list[str]) -> dict:
     """TorchScript and/or ONNX copies, each checked against the eager model on a random clip."""
     if not kinds:
         return {}
-    clip = spec["clip"]
-    example = torch.randn(2, 3, clip["frames"], clip["scale"], clip["scale"])
+    example = torch.randn(2, 3, spec.clip["frames"], spec.scale, spec.scale)
     model = model.cpu().eval()
     with torch.inference_mode():
         expected = model(example)
@@ -493,7 +469,7 @@ def export_model(model: VideoClassifier, spec: dict, out: Path, kinds: list[str]
 
 
 def finetune(samples: str | Path, init: str | Path, out: str | Path, cfg: Config, resume: bool = False,
-             final_from: str | Path | None = None) -> dict:
+             final_from: str | Path | None = None, inject_oom_steps: tuple[int, ...] = ()) -> dict:
     """Train; ``final_from`` (a model trained with a hold-out) makes the final model: all
     videos, that model's best epoch count, its threshold."""
-    return Trainer(samples, init, out, cfg, resume=resume, final_from=final_from).run()
+    return Trainer(samples, init, out, cfg, resume=resume, final_from=final_from, inject_oom_steps=inject_oom_steps).run()

@@ -42,6 +42,13 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
     return float(error)
 
 
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities, clipped away from 0 and 1 (the one log
+    loss: metrics, early stopping and fine-tuning's hold-out all use it)."""
+    clipped = np.clip(probs, _CLIP, 1 - _CLIP)
+    return float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
+
+
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Every metric of METRIC_NAMES. Ranking metrics are NaN with one class present; a
     ratio with an empty denominator is 0 (scikit-learn's zero_division=0)."""
@@ -57,7 +64,6 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     specificity = tn / (tn + fp) if tn + fp else 0.0
-    clipped = np.clip(probs, _CLIP, 1 - _CLIP)
     n = len(labels)
     return {
         "roc_auc": float(roc_auc_score(labels, probs)) if both_classes else math.nan,
@@ -67,7 +73,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "precision": precision,
         "recall": recall,
-        "log_loss": float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))) if n else math.nan,
+        "log_loss": log_loss(labels, probs) if n else math.nan,
         "brier": float(np.mean((probs - labels) ** 2)) if n else math.nan,
         "ece": expected_calibration_error(labels, probs),
     }

@@ -1,23 +1,76 @@
-"""The end-to-end model: a video backbone up to one tap, then the Inception3D head.
+"""The end-to-end model: a video backbone up to one tap, then a map head's network; and
+its artifact's spec (``model.yaml``).
 
 ``VideoClassifier`` takes normalised clips (B, 3, T, S, S) and returns one logit of "fake"
-per clip. Its head is the same module the ``inception`` head trains on stored maps, so a
-head from a run warm-starts it exactly.
+per clip. Its head is the same module a map head (``inception``) trains on stored maps, so
+a head from a run warm-starts it exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
 import torch
+import yaml
 from torch import nn
 
 from features.backbone import TAP_ORDER, BackboneTaps
-from heads.inception import InceptionHead
+from store import StoreProvenance
+from store.provenance import versioned_fields
+
+MODEL_SPEC = "model.yaml"
+MODEL_SPEC_VERSION = 2  # 2: typed spec; the head named (registry) with its network's arguments
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``models/NAME/model.yaml``: everything needed to rebuild and apply the model."""
+
+    backbone: str
+    tap: str
+    head: str  # the registered head whose network sits on the tap
+    head_args: dict  # that network's constructor arguments
+    clip: dict  # the clip config, and "scale": the clip size the model reads
+    threshold: float
+    training: dict
+    metrics: dict
+    weights: dict  # file, sha256
+    provenance: StoreProvenance
+    calibration: dict | None = None
+    exports: dict = field(default_factory=dict)
+    version: int = MODEL_SPEC_VERSION
+
+    @property
+    def scale(self) -> int:
+        return int(self.clip["scale"])
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["provenance"] = self.provenance.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "model spec") -> "ModelSpec":
+        values = versioned_fields(cls, data, MODEL_SPEC_VERSION, where)
+        values["provenance"] = StoreProvenance.from_dict(data["provenance"], f"{where}: provenance")
+        return cls(**values)
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "ModelSpec":
+        path = Path(folder) / MODEL_SPEC
+        return cls.from_dict(yaml.safe_load(path.read_text()) or {}, f"model {folder} ({MODEL_SPEC})")
+
+    def write(self, folder: str | Path) -> None:
+        from heads.runs import json_safe
+
+        (Path(folder) / MODEL_SPEC).write_text(yaml.safe_dump(json_safe(self.to_dict()), sort_keys=False))
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
 class VideoClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, tap: str, head: InceptionHead):
+    def __init__(self, backbone: nn.Module, tap: str, head: nn.Module):
         super().__init__()
         if tap not in STAGES:
             raise ValueError(f"the head reads a map tap, one of {STAGES}; got {tap!r}")

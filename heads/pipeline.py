@@ -15,34 +15,35 @@ from torch import nn
 from configs import AugmentConfig, BackboneConfig, ClipConfig
 from extract.clips import downscale, normalise
 from features.backbone import WeightsError, build_backbone
+from store import StoreProvenance
 
 
 class PipelineError(ValueError):
     """A provenance record that cannot be rebuilt (missing, or other weights than recorded)."""
 
 
-def clip_config_of(provenance: dict) -> ClipConfig:
+def clip_config_of(provenance: StoreProvenance) -> ClipConfig:
     try:
-        return ClipConfig.model_validate(provenance["preprocessing"]["clip"])
+        return ClipConfig.model_validate(provenance.preprocessing["clip"])
     except KeyError:
         raise PipelineError("the store's provenance has no clip config (preprocessing.clip)") from None
 
 
-def augment_config_of(provenance: dict) -> AugmentConfig:
-    recorded = dict(provenance.get("preprocessing", {}).get("augment", {}))
+def augment_config_of(provenance: StoreProvenance) -> AugmentConfig:
+    recorded = dict(provenance.preprocessing.get("augment", {}))
     recorded.pop("version", None)
     return AugmentConfig.model_validate(recorded) if recorded else AugmentConfig(variants=0)
 
 
-def backbone_of(provenance: dict, backbone_cfg: BackboneConfig | None = None) -> nn.Module:
+def backbone_of(provenance: StoreProvenance, backbone_cfg: BackboneConfig | None = None) -> nn.Module:
     """The recorded backbone with the recorded weights (checked by their hash).
 
     Random weights are rebuilt from their seed; Kinetics-400 weights are loaded the usual
     way (``backbone_cfg`` says where to look) and must hash as the store recorded.
     """
     try:
-        recorded = provenance["backbone"]["weights"]
-        name = provenance["backbone"]["name"]
+        recorded = provenance.backbone["weights"]
+        name = provenance.backbone["name"]
     except KeyError:
         raise PipelineError("the store's provenance has no backbone record") from None
     cfg = backbone_cfg or BackboneConfig()

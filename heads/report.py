@@ -2,7 +2,7 @@
 
 Plots (PNG): ROC and PR curves per fold and pooled, a reliability diagram, the confusion
 matrix at the folds' thresholds, training curves (per fold: loss on the training rows and
-on the inner hold-out), and feature importance for gbm.
+on the inner hold-out), and feature importance for heads that have one (gbm).
 """
 
 from __future__ import annotations
@@ -108,51 +108,51 @@ def _importance(top: list, out: Path) -> str | None:
     names, gains = zip(*top[:20][::-1])
     fig, ax = plt.subplots(figsize=(6, 0.28 * len(names) + 1))
     ax.barh(range(len(names)), gains, color="steelblue")
-    ax.set(yticks=range(len(names)), yticklabels=names, xlabel="mean gain over the fold models", title="gbm feature importance")
+    ax.set(yticks=range(len(names)), yticklabels=names, xlabel="mean gain over the fold models", title="feature importance")
     return _save(fig, out / "importance.png")
 
 
-def write_report(run_dir: Path, summary: dict, result) -> Path:
+def write_report(run_dir: Path, summary, result) -> Path:
     plots = _roc_pr(result.oof, run_dir)
     plots += [_reliability(result.oof, run_dir), _confusion(result.oof, run_dir)]
-    plots += [p for p in (_curves(result.curves, run_dir), _importance(summary.get("top_features"), run_dir)) if p]
+    plots += [p for p in (_curves(result.curves, run_dir), _importance(summary.top_features, run_dir)) if p]
     rows = "".join(
-        f"<tr><td>{name}</td><td>{_fmt(summary['metrics'][name]['mean'])} ± {_fmt(summary['metrics'][name]['std'])}</td>"
-        + "".join(f"<td>{_fmt(v)}</td>" for v in summary["metrics"][name]["per_fold"])
-        + f"<td>{_fmt(summary['pooled'][name])}</td></tr>"
+        f"<tr><td>{name}</td><td>{_fmt(summary.metrics[name]['mean'])} ± {_fmt(summary.metrics[name]['std'])}</td>"
+        + "".join(f"<td>{_fmt(v)}</td>" for v in summary.metrics[name]["per_fold"])
+        + f"<td>{_fmt(summary.pooled[name])}</td></tr>"
         for name in METRIC_NAMES
     )
-    folds = "".join(f"<th>fold {i}</th>" for i in range(len(summary["thresholds"])))
-    warning = "<p class=warn>Naive row-level split: variants and near-duplicates cross folds; these scores are inflated.</p>" if summary["split"] != "grouped" else ""
-    shuffled = "<p class=warn>Labels shuffled across groups (permutation check): scores should be at chance.</p>" if summary.get("shuffle_labels") else ""
-    audit = summary["split_audit"]
-    ci = summary.get("roc_auc_95ci") or [None, None]
+    folds = "".join(f"<th>fold {i}</th>" for i in range(len(summary.thresholds)))
+    warning = "<p class=warn>Naive row-level split: variants and near-duplicates cross folds; these scores are inflated.</p>" if summary.split != "grouped" else ""
+    shuffled = "<p class=warn>Labels shuffled across groups (permutation check): scores should be at chance.</p>" if summary.shuffle_labels else ""
+    audit = summary.split_audit
+    ci = summary.roc_auc_95ci or [None, None]
     slices = "".join(
         f"<h3>by {html.escape(k)}</h3><table><tr><th>value</th><th>videos</th><th>fake</th><th>roc_auc</th><th>accuracy</th></tr>"
         + "".join(f"<tr><td>{html.escape(str(v))}</td><td>{m['videos']}</td><td>{m['fake']}</td><td>{_fmt(m['roc_auc'])}</td><td>{_fmt(m['accuracy'])}</td></tr>" for v, m in vals.items())
         + "</table>"
-        for k, vals in (summary.get("slices") or {}).items()
+        for k, vals in (summary.slices or {}).items()
     )
     images = "".join(f'<figure><img src="{p}" alt="{p}"><figcaption>{p}</figcaption></figure>' for p in plots)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(summary['run_id'])}</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(summary.run_id)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
 .warn{{color:#a00;font-weight:bold}}figure{{display:inline-block;margin:0.5em}}img{{max-width:520px}}</style></head><body>
-<h1>{html.escape(summary['head'])} on {html.escape('+'.join(summary['features']))}: {html.escape(summary['run_id'])}</h1>
+<h1>{html.escape(summary.head)} on {html.escape(summary.reads)}: {html.escape(summary.run_id)}</h1>
 {warning}{shuffled}
-<p>{summary['n_videos']} validation videos ({summary['class_counts']['real']} real, {summary['class_counts']['fake']} fake),
-{summary['n_rows']} store rows ({summary['n_variants']} variants a video), scale {summary['scale']},
-{summary['split']} {summary['n_folds']}-fold, seed {summary['seed']}, calibration {summary['calibration']};
-{summary['seconds']} s. Store: {html.escape(str(summary['store']))}.</p>
+<p>{summary.n_videos} validation videos ({summary.class_counts['real']} real, {summary.class_counts['fake']} fake),
+{summary.n_rows} store rows ({summary.n_variants} variants a video), scale {summary.scale},
+{summary.split} {summary.n_folds}-fold, seed {summary.seed}, calibration {summary.calibration};
+{summary.seconds} s. Store: {html.escape(str(summary.store))}.</p>
 <p>Split audit: {audit['n_groups']} groups; groups in two folds: {audit['leaking_groups']}; videos in two folds: {audit['leaking_videos']}.</p>
 <h2>Metrics (video level, original clips)</h2>
 <table><tr><th>metric</th><th>mean ± std</th>{folds}<th>pooled</th></tr>{rows}
-<tr><td>threshold</td><td></td>{''.join(f'<td>{_fmt(t)}</td>' for t in summary['thresholds'])}<td></td></tr></table>
+<tr><td>threshold</td><td></td>{''.join(f'<td>{_fmt(t)}</td>' for t in summary.thresholds)}<td></td></tr></table>
 <p>Pooled ROC-AUC 95 % interval (bootstrap over videos): {_fmt(ci[0])} to {_fmt(ci[1])}.
-{'Test-time average over variants: pooled ROC-AUC ' + _fmt(summary['tta']['pooled']['roc_auc']) + ' (reported apart).' if summary.get('tta') else ''}</p>
+{'Test-time average over variants: pooled ROC-AUC ' + _fmt(summary.tta['pooled']['roc_auc']) + ' (reported apart).' if summary.tta else ''}</p>
 <h2>Plots</h2>{images}
 {'<h2>Slices</h2>' + slices if slices else ''}
-<h2>Head</h2><pre>{html.escape(json.dumps(summary.get('head_info'), indent=2))}</pre>
+<h2>Head</h2><pre>{html.escape(json.dumps(summary.head_info, indent=2))}</pre>
 <p>Files: config.yaml, summary.json, oof.parquet, metrics.jsonl{', checkpoints/' if (run_dir / 'checkpoints').exists() else ''}.</p>
 </body></html>
 """

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import math
 import secrets
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,71 @@ import polars as pl
 import yaml
 
 from heads.metrics import METRIC_NAMES
+from store.provenance import versioned_fields
+
+RUN_SUMMARY_VERSION = 2  # 2: typed summary, head inputs (features or tap), fold models as saved heads
 
 
 class RunError(ValueError):
     """A run folder that does not exist or has no summary."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """``summary.json``: what was trained on what, and how it scored (per fold and pooled)."""
+
+    head: str
+    inputs: str  # the head's inputs: "vectors" (features) or "map" (tap)
+    features: list[str]  # the flat arrays a vectors head read ([] for a map head)
+    tap: str | None  # the map a map head read
+    store: str
+    scale: int
+    n_folds: int
+    seed: int
+    split: str
+    shuffle_labels: bool
+    calibration: str
+    inner_holdout: float
+    inner_folds: int
+    thresholds: list
+    level: str
+    n_rows: int
+    n_videos: int
+    n_variants: int
+    class_counts: dict
+    metrics: dict
+    pooled: dict
+    roc_auc_95ci: list
+    tta: dict | None
+    slices: dict
+    split_audit: dict
+    folds: list
+    head_info: dict
+    store_provenance: dict  # backbone and preprocessing hash (the whole record is provenance.json)
+    seconds: float
+    run_id: str = ""
+    top_features: list | None = None  # heads with an importance: (feature, mean importance), largest first
+    sweep_point: dict | None = None
+    version: int = RUN_SUMMARY_VERSION
+
+    @property
+    def reads(self) -> str:
+        """What the head read, as one string: its features joined by '+', or its tap."""
+        return "+".join(self.features) if self.inputs == "vectors" else str(self.tap)
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "run summary") -> "RunSummary":
+        return cls(**versioned_fields(cls, data, RUN_SUMMARY_VERSION, where))
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunSummary":
+        path = Path(run_dir) / "summary.json"
+        if not path.is_file():
+            raise RunError(f"{run_dir} is not a run folder (no summary.json)")
+        return cls.from_dict(json.loads(path.read_text()), f"run {run_dir} (summary.json)")
 
 
 def new_run_dir(root: str | Path, head: str) -> Path:
@@ -44,9 +106,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_run(run_dir: Path, config: dict, summary: dict, oof: pl.DataFrame, curves: list[dict]) -> None:
+def write_run(run_dir: Path, config: dict, summary: RunSummary, oof: pl.DataFrame, curves: list[dict]) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     oof.write_parquet(run_dir / "oof.parquet")
     with open(run_dir / "metrics.jsonl", "w") as handle:
         for record in curves:
@@ -57,9 +119,9 @@ def _cell(v: float | None) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: RunSummary) -> str:
     """A readable table: each metric's mean ± std, per fold, and pooled over all folds."""
-    metrics = summary["metrics"]
+    metrics = summary.metrics
     n = len(metrics["roc_auc"]["per_fold"])
     head = f"{'metric':<17} {'mean ± std':>15}  " + " ".join(f"{'fold ' + str(i):>7}" for i in range(n)) + f" {'pooled':>7}"
     lines = [head, "-" * len(head)]
@@ -67,27 +129,27 @@ def format_summary(summary: dict) -> str:
         m = metrics[name]
         mean_std = f"{_cell(m['mean'])} ± {_cell(m['std'])}"
         folds = " ".join(f"{_cell(v):>7}" for v in m["per_fold"])
-        lines.append(f"{name:<17} {mean_std:>15}  {folds} {_cell(summary['pooled'][name]):>7}")
-    lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary["thresholds"]) + "   (F1-best on training-side predictions)")
-    tta = summary.get("tta")
+        lines.append(f"{name:<17} {mean_std:>15}  {folds} {_cell(summary.pooled[name]):>7}")
+    lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary.thresholds) + "   (F1-best on training-side predictions)")
+    tta = summary.tta
     if tta:
         auc = tta["metrics"]["roc_auc"]
         lines.append(
             f"{'tta roc_auc':<17} {_cell(auc['mean']) + ' ± ' + _cell(auc['std']):>15}  "
             + " ".join(f"{_cell(v):>7}" for v in auc["per_fold"])
-            + f" {_cell(tta['pooled']['roc_auc']):>7}   (probabilities averaged over {summary['n_variants']} variants; reported apart)"
+            + f" {_cell(tta['pooled']['roc_auc']):>7}   (probabilities averaged over {summary.n_variants} variants; reported apart)"
         )
-    lo, hi = summary.get("roc_auc_95ci", [None, None])
+    lo, hi = summary.roc_auc_95ci or [None, None]
     if lo is not None:
         lines.append(f"pooled roc_auc 95 % interval (bootstrap over videos): {_cell(lo)} to {_cell(hi)}")
-    audit = summary["split_audit"]
+    audit = summary.split_audit
     lines.append(
-        f"split: {summary['split']} {summary['n_folds']}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
+        f"split: {summary.split} {summary.n_folds}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
         f"groups in two folds: {audit['leaking_groups']}, videos in two folds: {audit['leaking_videos']}"
     )
-    if summary["split"] != "grouped":
+    if summary.split != "grouped":
         lines.append("WARNING: naive row-level split; variants and near-duplicates cross folds, scores are inflated")
-    if summary.get("shuffle_labels"):
+    if summary.shuffle_labels:
         lines.append("labels were shuffled across groups (permutation check): scores should be at chance")
     return "\n".join(lines)
 
@@ -96,35 +158,35 @@ COMPARE_COLUMNS = ("head", "features", "split", "roc_auc", "roc_auc_std", "poole
                    "balanced_accuracy", "f1", "log_loss", "ece", "videos", "seconds", "run")
 
 
-def comparison_rows(summaries: list[dict]) -> list[dict]:
+def comparison_rows(summaries: list[RunSummary]) -> list[dict]:
     rows = []
     for s in summaries:
-        m = s["metrics"]
-        ci = s.get("roc_auc_95ci") or [None, None]
+        m = s.metrics
+        ci = s.roc_auc_95ci or [None, None]
         rows.append(
             {
-                "head": s["head"],
-                "features": "+".join(s["features"]),
-                "split": s["split"] + ("/shuffled" if s.get("shuffle_labels") else ""),
+                "head": s.head,
+                "features": s.reads,
+                "split": s.split + ("/shuffled" if s.shuffle_labels else ""),
                 "roc_auc": m["roc_auc"]["mean"],
                 "roc_auc_std": m["roc_auc"]["std"],
-                "pooled_auc": s["pooled"]["roc_auc"],
+                "pooled_auc": s.pooled["roc_auc"],
                 "auc_95ci": f"{_cell(ci[0])}-{_cell(ci[1])}" if ci[0] is not None else "",
-                "tta_auc": s["tta"]["pooled"]["roc_auc"] if s.get("tta") else None,
+                "tta_auc": s.tta["pooled"]["roc_auc"] if s.tta else None,
                 "pr_auc": m["pr_auc"]["mean"],
                 "balanced_accuracy": m["balanced_accuracy"]["mean"],
                 "f1": m["f1"]["mean"],
                 "log_loss": m["log_loss"]["mean"],
                 "ece": m["ece"]["mean"],
-                "videos": s["n_videos"],
-                "seconds": s.get("seconds"),
-                "run": s["run_id"],
+                "videos": s.n_videos,
+                "seconds": s.seconds,
+                "run": s.run_id,
             }
         )
     return rows
 
 
-def sorted_rows(summaries: list[dict], sort: str | None) -> list[dict]:
+def sorted_rows(summaries: list[RunSummary], sort: str | None) -> list[dict]:
     """Comparison rows, best first by ``sort`` (largest first; smallest first for losses)."""
     rows = comparison_rows(summaries)
     if sort:
@@ -135,7 +197,7 @@ def sorted_rows(summaries: list[dict], sort: str | None) -> list[dict]:
     return rows
 
 
-def format_comparison(summaries: list[dict], sort: str | None = None) -> str:
+def format_comparison(summaries: list[RunSummary], sort: str | None = None) -> str:
     """One line per run, sorted by ``sort``."""
     rows = sorted_rows(summaries, sort)
     head = (f"{'head':<10} {'features':<24} {'split':<9} {'roc_auc ± std':>15} {'pooled':>7} {'95% CI':>12} {'tta':>6} "
@@ -151,17 +213,11 @@ def format_comparison(summaries: list[dict], sort: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def load_summaries(run_dirs: list[str | Path]) -> list[dict]:
-    summaries = []
-    for run in run_dirs:
-        path = Path(run) / "summary.json"
-        if not path.is_file():
-            raise RunError(f"{run} is not a run folder (no summary.json)")
-        summaries.append(json.loads(path.read_text()))
-    return summaries
+def load_summaries(run_dirs: list[str | Path]) -> list[RunSummary]:
+    return [RunSummary.read(run) for run in run_dirs]
 
 
-def write_comparison(summaries: list[dict], out: str | Path, sort: str | None = None) -> tuple[Path, Path]:
+def write_comparison(summaries: list[RunSummary], out: str | Path, sort: str | None = None) -> tuple[Path, Path]:
     """``out``.csv and ``out``.md with the comparison rows."""
     rows = sorted_rows(summaries, sort)
     out = Path(out)

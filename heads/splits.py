@@ -9,6 +9,7 @@ other way is caught too.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
 
@@ -79,3 +80,13 @@ def shuffle_labels_by_group(labels: np.ndarray, groups: np.ndarray, seed: int) -
     permuted = np.random.default_rng(seed).permutation(group_labels)
     lookup = dict(zip(names.tolist(), permuted.tolist()))
     return np.array([lookup[g] for g in groups.tolist()], dtype=labels.dtype)
+
+
+def video_folds(rows: pl.DataFrame, labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold per row from folds of its video, assigned by group and stratified by label."""
+    videos = rows.with_columns(pl.Series("y", labels)).group_by("video_id", maintain_order=True).agg(
+        pl.col("group").first(), pl.col("y").first()
+    )
+    folds = grouped_stratified_folds(videos["y"].to_numpy(), videos["group"].to_numpy(), n_folds, seed)
+    lookup = dict(zip(videos["video_id"].to_list(), folds.tolist()))
+    return np.array([lookup[v] for v in rows["video_id"].to_list()], dtype=np.int64)

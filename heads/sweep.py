@@ -14,6 +14,7 @@ training folds only, then scored once on the outer fold.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import yaml
 from configs import Config, ConfigError, load_config
 from heads.crossval import assign_folds, cross_validate, evaluate_fold, pool
 from heads.splits import audit_folds
-from heads.train import HeadData, HeadError, load_head_data, make_head, train_head
+from heads.data import HeadTable
+from heads.runs import RunSummary
+from heads.train import load_head_data, make_head, train_head
 from store import FeatureStore
 
 
@@ -44,15 +47,10 @@ def point_config(base_path: str | Path | None, overrides: list[str], point: dict
     return load_config(base_path, list(overrides) + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in point.items()])
 
 
-def _subset(data: HeadData, index: np.ndarray) -> HeadData:
-    return HeadData(data.store, data.scale, data.rows[index], X=data.X[index], names=data.names)
-
-
-def nested_estimate(head: str, data: HeadData, configs: list[Config], inner_folds: int = 3) -> tuple[dict, list[int]]:
+def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_folds: int = 3) -> tuple[dict, list[int]]:
     """Outer folds of the first config's split; in each, the point with the best inner
-    cross-validated ROC-AUC on the training folds is trained there and scored on the fold."""
-    if data.X is None:
-        raise HeadError("nested selection needs a flat-feature head (gbm or logreg)")
+    cross-validated ROC-AUC on the training folds is trained there and scored on the fold
+    (heads whose inputs are vectors)."""
     base = configs[0].train
     labels = data.rows["label"].to_numpy().astype(np.int64)
     folds = assign_folds(data.rows, labels, base.folds, base.seed, "grouped")
@@ -60,7 +58,7 @@ def nested_estimate(head: str, data: HeadData, configs: list[Config], inner_fold
     outcomes, chosen = [], []
     for fold in range(base.folds):
         train = np.flatnonzero(folds != fold)
-        inner = _subset(data, train)
+        inner = data.subset(train)
         scores = []
         for cfg in configs:
             result = cross_validate(
@@ -89,7 +87,7 @@ def run_sweep(
     config: str | Path | None = None,
     overrides: list[str] = (),
     nested: bool = False,
-) -> tuple[list[Path], list[dict], dict | None]:
+) -> tuple[list[Path], list[RunSummary], dict | None]:
     points = read_grid(grid_path)
     configs = [point_config(config, list(overrides), point) for point in points]
     reads = {(c.train.scale, tuple(c.train.features), c.train.tap) for c in configs}
@@ -100,7 +98,7 @@ def run_sweep(
     runs, summaries = [], []
     for point, cfg in zip(points, configs):
         run_dir, summary = train_head(head, store_path, cfg, data=data)
-        summary["sweep_point"] = point
+        summary = dataclasses.replace(summary, sweep_point=point)
         runs.append(run_dir)
         summaries.append(summary)
     estimate = None

@@ -11,6 +11,7 @@ from store.feature_store import (
     scale_key,
 )
 from store.layout import ShardLayout, owned_shards
+from store.provenance import ArtifactVersionError, StoreProvenance, check_version
 from store.reader import Batch, StoreReader
 from store.validate import ValidationReport, validate_store
 from store.writer import ShardWriter
@@ -21,14 +22,17 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUS_CODES",
     "ArraySpec",
+    "ArtifactVersionError",
     "Batch",
     "FeatureStore",
     "ShardLayout",
     "ShardWriter",
     "StoreError",
+    "StoreProvenance",
     "StoreReader",
     "ValidationReport",
     "owned_shards",
+    "check_version",
     "scale_key",
     "validate_store",
 ]

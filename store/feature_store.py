@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import fsspec
 import numpy as np
@@ -37,6 +37,9 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from store.layout import ShardLayout
+
+if TYPE_CHECKING:
+    from store.provenance import StoreProvenance
 
 SCHEMA_VERSION = 3
 STATUS_CODES = {"pending": 0, "done": 1, "failed": 2}
@@ -240,6 +243,12 @@ class FeatureStore:
     @property
     def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
+
+    @property
+    def provenance(self) -> "StoreProvenance":
+        from store.provenance import StoreProvenance
+
+        return StoreProvenance.from_dict(self.attrs, f"store {self.path}")
 
     @property
     def n_rows(self) -> int:

@@ -108,3 +108,35 @@ def corrupt_files(tmp_path: Path) -> dict[str, Path]:
     files["text"].write_text("this is not a video\n" * 50)
     files["truncated"].write_bytes(data[: len(data) // 3])
     return files
+
+
+README = ROOT / "README.md"
+
+
+def readme_head_module(folder: Path) -> Path:
+    """The README's head example, written out exactly as printed there."""
+    text = README.read_text()
+    block = text.split("<!-- head-module-example -->", 1)[1].split("<!-- /head-module-example -->", 1)[0]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "knn_head.py"
+    path.write_text(code)
+    return path
+
+
+# the store's variants draw their augmentations (seeded by the video id), unlike the demo's
+# explicit policy, so a wrong id gives other variants
+DRAWN = ["augment.explicit=[]", "augment.ops=[rotate,color,noise,hflip,reverse]"]
+
+
+@pytest.fixture(scope="session")
+def video_store(tmp_path_factory):
+    """20 small demo videos extracted (T=4, 32 px, one drawn variant each) into a store."""
+    from configs import load_config
+    from extract.job import run_extract
+
+    root = tmp_path_factory.mktemp("video_store")
+    samples, table = indexed_demo(root, 20, seed=7)
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + DRAWN)
+    run_extract(samples, root / "store.zarr", cfg, progress=False)
+    return {"root": root, "samples": samples, "table": table, "store": root / "store.zarr"}

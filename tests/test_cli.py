@@ -89,8 +89,8 @@ def test_auc_above_chance_and_at_chance_with_shuffled_labels(job, tmp_path):
     null = []
     for seed in range(20):
         cfg = base.model_copy(update={"train": base.train.model_copy(update={"shuffle_labels": True, "seed": seed})})
-        null.append(train_head("gbm", job["store"], cfg)[1]["pooled"]["roc_auc"])
-    real_auc = real["pooled"]["roc_auc"]
+        null.append(train_head("gbm", job["store"], cfg)[1].pooled["roc_auc"])
+    real_auc = real.pooled["roc_auc"]
     assert real_auc > 0.75, real_auc
     assert 0.4 < float(np.mean(null)) < 0.6, null
     assert real_auc > np.quantile(null, 0.95), (real_auc, sorted(null))

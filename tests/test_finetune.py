@@ -20,7 +20,8 @@ from conftest import ROOT, SHARED_VIDEOS, TINY, indexed_demo, run_cli
 from configs import load_config
 from extract.job import run_extract
 from heads.finetune import Clips, Trainer, finetune, load_init
-from heads.inception import InceptionHead
+from heads.model import ModelSpec
+from heads.zoo.inception import InceptionHead
 from heads.predict import load_predictor, predict, predict_videos
 from heads.train import train_head
 from store import FeatureStore
@@ -46,8 +47,8 @@ def world(tmp_path_factory):
 def test_the_warm_started_head_is_the_head_trained_on_the_store(world):
     init = load_init(world["inception"])
     trainer = Trainer(world["samples"], world["inception"], world["root"] / "unused", world["cfg"])
-    stored_head = InceptionHead(**init.head_params)
-    stored_head.load_state_dict(torch.load(world["inception"] / "checkpoints" / f"fold{init.source['fold']}.pt", weights_only=True))
+    stored_head = InceptionHead(**init.head_args)
+    stored_head.load_state_dict(torch.load(world["inception"] / "checkpoints" / f"fold{init.source['fold']}" / "weights.pt", weights_only=True))
     stored_head.eval()
     model = trainer.model.eval()
     store = FeatureStore.open(str(world["store"]))
@@ -90,11 +91,12 @@ def test_training_clips_draw_reproducible_augmentations_per_epoch(world):
 
 
 def test_finetune_writes_the_artifact_and_exports_match(world, tmp_path):
-    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.export=[torchscript,onnx]", "finetune.inject_oom_steps=[1]"])
-    result = finetune(world["samples"], world["inception"], tmp_path / "model", cfg)
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.export=[torchscript,onnx]"])
+    result = finetune(world["samples"], world["inception"], tmp_path / "model", cfg, inject_oom_steps=[1])
     assert result["status"] == "done"
     spec = yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())
-    assert spec["format"] == "vidstore-model/1" and spec["architecture"]["tap"] == "layer4"
+    assert spec["version"] == 2 and spec["tap"] == "layer4" and spec["head"] == "inception"
+    assert ModelSpec.read(tmp_path / "model").head_args == load_init(world["inception"]).head_args
     assert spec["clip"]["frames"] == 4 and spec["clip"]["scale"] == 32 and 0 < spec["threshold"] < 1
     assert spec["training"]["init"]["run"] == str(world["inception"]) and spec["metrics"]["holdout"]["roc_auc"] is not None
     # the simulated out-of-memory at step 1 halved the micro-batch and training went on

@@ -72,27 +72,27 @@ def config(tmp_path, *extra):
 def test_each_head_learns_and_sits_at_chance_on_shuffled_labels(separable_store, tmp_path, head, features):
     extra = [f"train.features={features}"] if features else []
     run_dir, real = train_head(head, separable_store, config(tmp_path / "real", *extra))
-    assert real["pooled"]["roc_auc"] > 0.85, real["pooled"]["roc_auc"]
+    assert real.pooled["roc_auc"] > 0.85, real.pooled["roc_auc"]
     null = []
     for seed in range(3):
         _, shuffled = train_head(head, separable_store, config(tmp_path / f"null{seed}", *extra, "train.shuffle_labels=true", f"train.seed={seed}"))
-        null.append(shuffled["pooled"]["roc_auc"])
+        null.append(shuffled.pooled["roc_auc"])
     assert 0.3 < float(np.mean(null)) < 0.7, null
-    assert real["split_audit"]["leaking_groups"] == 0
+    assert real.split_audit["leaking_groups"] == 0
     files = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "summary.json", "oof.parquet", "metrics.jsonl", "report.html", "roc.png", "pr.png", "reliability.png", "confusion.png"} <= files
     page = (run_dir / "report.html").read_text()
     for plot in [p for p in PLOTS if p in files]:
         assert f'src="{plot}"' in page
     if head == "gbm":
-        assert "importance.png" in files and real["top_features"][0][0].startswith(("embedding_", "handcrafted_a"))
+        assert "importance.png" in files and real.top_features[0][0].startswith(("embedding_", "handcrafted_a"))
     if head == "inception":
-        assert "curves.png" in files and len(list((run_dir / "checkpoints").glob("fold*.pt"))) == 5
-        state = torch.load(run_dir / "checkpoints" / "fold0.pt", weights_only=True)
+        assert "curves.png" in files and len(list((run_dir / "checkpoints").glob("fold*/weights.pt"))) == 5
+        state = torch.load(run_dir / "checkpoints" / "fold0" / "weights.pt", weights_only=True)
         assert "linear.weight" in state
         lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert {"fold", "epoch", "train_loss", "watch_loss", "watch_auc"} <= set(lines[0])
-    assert set(real["slices"]) == {"platform", "resolution", "duration_band"}
+    assert set(real.slices) == {"platform", "resolution", "duration_band"}
 
 
 def test_metrics_match_scikit_learn():
@@ -146,8 +146,8 @@ def test_the_threshold_never_sees_the_validation_fold(separable_store):
 def test_calibration_is_fitted_on_the_training_side(separable_store, tmp_path):
     _, raw = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]"))
     _, platt = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding]", "train.calibration=platt"))
-    assert platt["calibration"] == "platt"
-    assert platt["pooled"]["log_loss"] < raw["pooled"]["log_loss"]  # gbm's raw probabilities are overconfident
+    assert platt.calibration == "platt"
+    assert platt.pooled["log_loss"] < raw.pooled["log_loss"]  # gbm's raw probabilities are overconfident
 
 
 def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path):
@@ -165,3 +165,30 @@ def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path)
     assert (tmp_path / "cmp.md").read_text().count("| gbm |") == 2
     bad = run_cli("runs", "compare", str(tmp_path), check=False)
     assert bad.returncode == 2 and "not a run folder" in bad.stderr
+
+
+def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separable_store, tmp_path):
+    from heads.model import ModelSpec
+    from heads.runs import RunSummary
+    from store import ArtifactVersionError, StoreProvenance
+
+    run_dir, summary = train_head("logreg", separable_store, config(tmp_path, "train.features=[embedding]", "train.inner_folds=0"))
+    read = RunSummary.read(run_dir)
+    assert read.to_dict() == summary.to_dict() and read.reads == "embedding" and read.inputs == "vectors" and read.tap is None
+    saved = json.loads((run_dir / "summary.json").read_text())
+    for version, needle in [(99, "format version 99; this vidstore reads up to 2: upgrade vidstore"),
+                            (None, "has no format version (written by an older vidstore)")]:
+        (run_dir / "summary.json").write_text(json.dumps({**saved, "version": version}))
+        proc = run_cli("runs", "compare", str(run_dir), check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and str(run_dir) in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": 4})]:
+        with pytest.raises(ArtifactVersionError, match="this vidstore reads up to"):
+            reader(data)
+    # the saved heads carry their format version too
+    head_file = run_dir / "checkpoints" / "fold0" / "head.yaml"
+    head_file.write_text(head_file.read_text().replace("version: 1", "version: 7"))
+    with pytest.raises(ArtifactVersionError, match="format version 7"):
+        from heads.registry import head_class
+
+        head_class("logreg").load(head_file.parent)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from configs import ConfigError, load_config
 from heads.metrics import binary_metrics, summarise_folds
 
@@ -55,3 +57,48 @@ def test_config_errors_name_the_key(override, needle):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config(ROOT / "configs/nope.yaml")
+
+
+def built_in(config: dict) -> dict:
+    """``config`` without the sections of heads that other tests of the session loaded from
+    outside heads/zoo (the README's knn): default.yaml and a fresh process know only these."""
+    from heads.registry import HEADS
+
+    outside = [name for name, cls in HEADS.items() if not cls.__module__.startswith("heads.zoo.")]
+    return {**config, "train": {k: v for k, v in config["train"].items() if k not in outside}}
+
+
+def test_default_yaml_is_the_schema_written_out():
+    """Every default lives in the schema; configs/default.yaml must say exactly the same."""
+    from configs import default_config
+
+    written = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    assert written == built_in(default_config().to_dict())
+    # and the file is not read for defaults: a config with no file is the schema's
+    assert built_in(load_config().to_dict()) == written
+
+
+def test_config_show_prints_the_resolved_config():
+    shown = run_cli("config", "show", "-c", "configs/demo.yaml", "--set", "train.gbm.num_leaves=7").stdout
+    resolved = yaml.safe_load(shown)
+    assert resolved == built_in(load_config(ROOT / "configs/demo.yaml", ["train.gbm.num_leaves=7"]).to_dict())
+    assert resolved["train"]["gbm"]["num_leaves"] == 7 and resolved["clip"]["scales"] == [112, 56]
+    bad = run_cli("config", "show", "--set", "train.gbm.leaves=7", check=False)
+    assert bad.returncode == 2 and "unknown config key 'train.gbm.leaves'" in bad.stderr
+
+
+def test_a_preset_never_overrides_what_the_user_set():
+    seed = load_config(None, ["train.inception.preset=seed"]).train.inception
+    assert (seed.branch_channels, seed.bottleneck) == (128, None)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.inception.preset=seed", "train.inception.branch_channels=64"])
+    assert "preset seed sets branch_channels=128" in str(err.value) and "branch_channels=64" in str(err.value)
+    assert "\n" not in str(err.value)
+    # the resolved config of a seed run (preset and its values both written) loads again
+    again = load_config(None, [f"train.inception={json.dumps(load_config(None, ['train.inception.preset=seed']).train.inception.model_dump())}"])
+    assert again.train.inception == seed
+
+
+def test_test_hooks_are_not_config_keys():
+    with pytest.raises(ConfigError, match="unknown config key 'finetune.inject_oom_steps'"):
+        load_config(None, ["finetune.inject_oom_steps=[1]"])

@@ -1,0 +1,1 @@
+"""The built-in heads, one file each; heads/registry.py imports every module here."""

@@ -1,0 +1,66 @@
+"""The store's provenance as one typed record, and the version rule every artifact follows.
+
+Extraction writes the record into the store's group attributes; readers (heads, fine-
+tuning, prediction, a run's ``provenance.json``) take it through
+:meth:`StoreProvenance.from_dict` instead of reading keys, so a field that moves moves here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+class ArtifactVersionError(ValueError):
+    """An artifact written by a newer (or too old) version of this code."""
+
+
+def check_version(found: Any, supported: int, what: str) -> None:
+    """Refuse ``what`` unless its version is known here: a one-line message saying what to do."""
+    if found is None:
+        raise ArtifactVersionError(f"{what} has no format version (written by an older vidstore); make it again with this version")
+    if not isinstance(found, int) or found > supported:
+        raise ArtifactVersionError(f"{what} has format version {found}; this vidstore reads up to {supported}: upgrade vidstore")
+
+
+def versioned_fields(cls, data: dict, supported: int, what: str, version: Any = None) -> dict:
+    """The fields of dataclass ``cls`` found in ``data``, once its version is known here
+    (``version``: where the artifact keeps it, when not under "version")."""
+    check_version(data.get("version") if version is None else version, supported, what)
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in known}
+
+
+@dataclass(frozen=True)
+class StoreProvenance:
+    """What made a store: backbone and weights identity, the preprocessing record and its
+    hash, extraction settings, code and package versions. ``version`` is the store's schema."""
+
+    version: int
+    backbone: dict = field(default_factory=dict)  # name, taps, weights {source, origin, sha256}
+    preprocessing: dict = field(default_factory=dict)  # clip, augment, taps, handcrafted, ...
+    preprocessing_hash: str | None = None
+    extract: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
+    created_at: str | None = None
+    code_version: str | None = None
+    packages: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "store provenance") -> "StoreProvenance":
+        from store.feature_store import SCHEMA_VERSION
+
+        version = data.get("version", data.get("schema_version"))
+        values = versioned_fields(cls, data, SCHEMA_VERSION, where, version)
+        return cls(**{k: v for k, v in values.items() if v is not None and k != "version"}, version=version)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def backbone_name(self) -> str | None:
+        return self.backbone.get("name")
+
+    @property
+    def weights(self) -> dict:
+        return self.backbone.get("weights", {})
