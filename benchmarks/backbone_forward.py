@@ -3,9 +3,9 @@
     python benchmarks/backbone_forward.py [--backbone r3d_18] [--frames 16] [--sizes 112 224]
                                           [--batches 16 32 64 128] [--amp bf16] [--json OUT]
 
-Random clips already on the device; on CUDA with channels-last 3D, cuDNN autotuning and
-autocast, as the extraction job runs it, and every tap copied back to the host as the job
-does. One line per (size, batch): clips/s and, on CUDA, peak memory. A batch that runs out
+Random clips already on the device through the extraction job's own BackboneRunner (on
+CUDA channels-last 3D, cuDNN autotuning and autocast; every tap copied back to the host as
+float16). One line per (size, batch): clips/s and, on CUDA, peak memory. A batch that runs out
 of memory is reported as such.
 """
 
@@ -22,37 +22,29 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from extract.job import BackboneRunner  # noqa: E402
 from features.backbone import BackboneTaps, build_backbone  # noqa: E402
 
 
 def forward_rate(backbone: str, taps: list[str], frames: int, sizes: list[int], batch: int, device: torch.device,
                  amp_dtype: str | None = "bf16", n_clips: int = 256) -> float:
-    """Clips per second of a forward at every size in ``sizes`` (a clip counts once for all
-    of them, as in the job), measured over at least ``n_clips`` clips after a warm-up."""
+    """Clips per second of the extraction job's own forward (``BackboneRunner``: layout,
+    autocast, the copy back as float16) at every size in ``sizes`` (a clip counts once for
+    all of them, as in the job), over at least ``n_clips`` clips after a warm-up."""
     model, _ = build_backbone(backbone, "random", seed=0)
-    cuda = device.type == "cuda"
-    fmt = torch.channels_last_3d if cuda else torch.contiguous_format
-    net = BackboneTaps(model, taps).to(device, memory_format=fmt) if cuda else BackboneTaps(model, taps)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
-    inputs = [torch.randn(batch, 3, frames, s, s, device=device).contiguous(memory_format=fmt) for s in sizes]
+    run = BackboneRunner(BackboneTaps(model, taps), device, amp_dtype is not None, amp_dtype or "bf16", "float16", batch)
+    inputs = [torch.randn(batch, 3, frames, s, s, device=device) for s in sizes]
 
     def step() -> None:
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=cuda and amp_dtype is not None):
-            for x in inputs:
-                for value in net(x).values():
-                    value.float().to(torch.float16).cpu()
+        for x in inputs:
+            run(x)
 
-    with torch.inference_mode():
-        for _ in range(3 if cuda else 1):
-            step()  # warm-up (cuDNN autotuning)
-        if cuda:
-            torch.cuda.synchronize()
-        started, done = time.perf_counter(), 0
-        while done < n_clips:
-            step()
-            done += batch
+    for _ in range(3 if device.type == "cuda" else 1):
+        step()  # warm-up (cuDNN autotuning)
+    started, done = time.perf_counter(), 0
+    while done < n_clips:
+        step()  # run() returns host arrays: the device has finished
+        done += batch
     return done / (time.perf_counter() - started)
 
 

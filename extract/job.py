@@ -362,10 +362,8 @@ class DeviceStage:
 
     def __init__(self, cfg: Config, device: torch.device, threads: int):
         self.cfg, self.device = cfg, device
-        if device.type == "cuda":
-            self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="device-stage", initializer=torch.cuda.set_device, initargs=(device,))
-        else:
-            self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="device-stage", initializer=torch.set_num_threads, initargs=(1,))
+        init, arg = (torch.cuda.set_device, device) if device.type == "cuda" else (torch.set_num_threads, 1)
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="device-stage", initializer=init, initargs=(arg,))
         self.seconds = 0.0  # summed over threads; on CUDA it includes waiting for the GPU's statistics
         self._lock = threading.Lock()
 
@@ -385,7 +383,7 @@ class DeviceStage:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Runner:
+class BackboneRunner:
     """Runs the backbone taps on clips, at most ``batch_size`` per forward, on the chosen
     device, returning numpy arrays in the stored dtype. On CUDA: channels-last 3D, cuDNN
     autotuning, and bf16 or fp16 autocast."""
@@ -532,7 +530,7 @@ def run_extract(
         return report
 
     x = cfg.extract
-    run = _Runner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
+    run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
     report.device = str(run.device)
     stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
     writer = ShardWriter(
