@@ -174,11 +174,13 @@ def index(
     sources: list[Path] = typer.Argument(..., help="dataset folder, labels CSV, or FVC metadata CSV(s)"),
     out: Path = typer.Option(..., "--out", "-o", help="samples table to write (parquet)"),
     videos: Optional[Path] = typer.Option(None, help="folder of downloaded videos (FVC metadata only)"),
+    allow_outside: bool = typer.Option(False, help="accept CSV paths outside the CSV's folder (their ids are then absolute paths)"),
 ) -> None:
-    """Index labelled videos into a samples table, probing every file."""
+    """Index labelled videos into a samples table, probing every file (ids: paths relative to the
+    indexed folder or the CSV's folder, extension included; FVC: platform_id)."""
     from extract.sources import build_index, write_index
 
-    table, summary = build_index(sources, videos_dir=videos, progress=True)
+    table, summary = build_index(sources, videos_dir=videos, progress=True, allow_outside=allow_outside)
     write_index(table, out)
     for line in summary.lines():
         typer.echo(line)
@@ -190,7 +192,10 @@ def index(
 
 def _print_extract_report(report) -> None:
     who = f" (rank {report.rank} of {report.world})" if report.world > 1 else ""
-    if report.clips == 0 and report.n_failed == 0:
+    if report.shards_held_elsewhere:
+        held = report.shards_held_elsewhere
+        typer.echo(f"      {len(held)} shards skipped: another process holds or finished them (e.g. shard {held[0]})")
+    if report.clips == 0 and report.n_failed == 0 and not report.shards_held_elsewhere:
         typer.echo(f"      nothing to do{who}: all {report.n_skipped} videos already in {report.store}")
         return
     typer.echo(
@@ -263,16 +268,19 @@ def store_init(
 
 @store_app.command("validate")
 def store_validate(path: str = typer.Argument(..., help="feature store")) -> None:
-    """Check schema, shapes, markers, and that every done row reads back finite; exit 1 on a problem."""
+    """Check schema, shapes, markers, and that every done shard reads back equal to its marker's
+    checksums and finite; exit 1 on a problem (`extract --verify` recomputes such shards)."""
     from store import FeatureStore, validate_store
 
     report = validate_store(FeatureStore.open(path))
     counts = ", ".join(f"{k} {v}" for k, v in report.rows_by_status.items())
     typer.echo(f"store {path}: {report.shards_checked} done shards checked; rows: {counts}")
+    if report.unchecked_shards:
+        typer.echo(f"  note: {report.unchecked_shards} markers predate checksums; their data was checked for finiteness only")
     for text in report.problems:
         typer.echo(f"  problem: {text}")
     if not report.ok:
-        typer.echo(f"{len(report.problems)} problem(s) found", err=True)
+        typer.echo(f"{len(report.problems)} problem(s) found; `extract --verify` recomputes the shards concerned", err=True)
         raise typer.Exit(1)
     typer.echo("ok")
 

@@ -154,6 +154,11 @@ class ExtractConfig(_Strict):
     chunk_mb: float = Field(1.0, gt=0, description="target uncompressed size of one chunk along rows")
     shard_videos: int = Field(32, ge=1, description="videos per shard: a shard is one file per array, owned by one writer")
     wait_timeout: float = Field(3600, gt=0, description="seconds a rank other than 0 waits for the store to be ready")
+    decode_timeout: float = Field(120, ge=0, description="seconds one video may take to decode; its worker is then replaced and the video recorded failed (0 = no limit; needs num_workers >= 1)")
+    max_pixels: int = Field(7680 * 4320, ge=0, description="refuse videos whose frames have more pixels (from the headers, before decoding; 0 = no limit)")
+    max_duration: float = Field(6 * 3600, ge=0, description="refuse videos longer than this many seconds (from the headers; 0 = no limit)")
+    lease_timeout: float = Field(300, gt=0, description="seconds without a heartbeat after which another process takes over a shard's lease")
+    verify: bool = Field(False, description="before planning, read every done shard of this rank back and check it against its marker's checksums (recompute those that fail)")
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
 
 

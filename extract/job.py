@@ -1,7 +1,7 @@
 """The extraction job: samples table -> clips -> backbone taps -> feature store.
 
-Videos are decoded in DataLoader workers (the row order stays the samples order whatever
-the number of workers), clips of several videos are batched per scale, the backbone runs
+Videos are decoded in worker processes with a time limit per video (extract/workers.py;
+the row order stays the samples order whatever the number of workers), clips of several videos are batched per scale, the backbone runs
 once per batch and scale, and the results go to the store through the in-order chunk
 writer. A video that fails to decode is recorded as failed with its reason; the job goes
 on. Re-running on a store made with the same config continues where it stopped.
@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
@@ -26,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs import Config, config_hash
@@ -35,7 +35,8 @@ from extract.clips import variant_ops, variants_at_scales
 from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
-from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
+from extract.workers import decode_in_workers
+from store import ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
 META_COLUMNS = ("bitrate", "fps", "width", "height", "duration", "codec")  # from the index's probe
@@ -63,6 +64,7 @@ class ExtractReport:
     rank: int = 0
     world: int = 1
     failures: list[tuple[str, str]] = field(default_factory=list)
+    shards_held_elsewhere: list[int] = field(default_factory=list)  # leased or finished by another process
     device: str = ""
     worker_bytes: int = 0  # shipped from the decode workers, all videos together
     # seconds per stage, summed over the processes or threads that run it: decode (workers),
@@ -127,6 +129,8 @@ def row_table(samples: pl.DataFrame, cfg: Config) -> pl.DataFrame:
             "width": per_video("width", np.nan).astype(np.float32),
             "height": per_video("height", np.nan).astype(np.float32),
             "duration": per_video("duration", np.nan).astype(np.float32),
+            "path": per_video("path", "").astype(str),
+            "content_hash": per_video("content_hash", "").astype(str),
         }
     )
 
@@ -217,8 +221,10 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         except StoreError as err:
             raise StoreMismatch(str(err)) from None
         _check_same_preprocessing(store, record)
-        known = set(store.rows()["video_id"].unique().to_list())
+        stored = store.rows().filter(pl.col("variant") == 0)
+        known = set(stored["video_id"].to_list())
         new = samples.filter(~pl.col("video_id").is_in(list(known)))
+        _refuse_renamed(store, stored, samples, new)
         if new.height:
             store.append_rows(row_table(new, cfg))
         return store
@@ -242,6 +248,36 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         chunk_mb=cfg.extract.chunk_mb,
         compression=cfg.extract.compression.model_dump(),
     )
+
+
+def _refuse_renamed(store: FeatureStore, stored: pl.DataFrame, samples: pl.DataFrame, new: pl.DataFrame) -> None:
+    """A new sample that is a stored video under another id (same path, or same content
+    while the stored id left the table) would be appended a second time: refuse."""
+    if new.height == 0:
+        return
+    wanted = set(samples["video_id"].to_list())
+    gone = stored.filter(~pl.col("video_id").is_in(list(wanted)))
+    if gone.height == 0:
+        return
+    if gone.height == stored.height and not any(stored["path"].to_list()):
+        raise StoreMismatch(
+            f"none of the {stored.height} videos of store {store.path} is in this samples table (e.g. {stored['video_id'][0]}), "
+            "and the store predates recorded paths, so renamed ids cannot be told from new videos. Ids are now paths "
+            "relative to the indexed folder, extension included: extract into a new store"
+        )
+    by_path = {p: v for p, v in zip(gone["path"].to_list(), gone["video_id"].to_list()) if p}
+    by_hash = {h: v for h, v in zip(gone["content_hash"].to_list(), gone["video_id"].to_list()) if h}
+    examples = []
+    for row in new.iter_rows(named=True):
+        old = by_path.get(row.get("path") or "") or by_hash.get(row.get("content_hash") or "")
+        if old:
+            examples.append(f"{old} -> {row['video_id']}")
+    if examples:
+        raise StoreMismatch(
+            f"store {store.path} holds {len(examples)} of these videos under other ids (e.g. {', '.join(examples[:3])}); "
+            "growing it would store them twice and leak them across folds. Index with the ids the store has, "
+            "or extract into a new store"
+        )
 
 
 def wait_for_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: WeightsInfo) -> FeatureStore:
@@ -307,22 +343,20 @@ def init_store(samples_path: str | Path, store_path: str | Path, cfg: Config) ->
     return prepare_store(str(store_path), samples, cfg, weights, str(samples_path))
 
 
-class DecodedVideos(Dataset):
-    """Item i: the T sampled frames of video i letterboxed to the largest scale, uint8
-    (T, S, S, 3), with their content box and what the decoder did; or the reason it could
-    not be read. This is all a worker does and all that crosses the process boundary."""
+class DecodeVideo:
+    """``fn(path)`` for the decode workers: the T sampled frames of the video letterboxed to
+    the largest scale, uint8 (T, S, S, 3), with their content box and what the decoder
+    did; or the reason it could not be read. This is all a worker does and all that
+    crosses the process boundary."""
 
-    def __init__(self, paths: list[str], frames: int, size: int):
-        self.paths, self.frames, self.size = paths, frames, size
+    def __init__(self, frames: int, size: int, max_pixels: int = 0, max_duration: float = 0):
+        self.frames, self.size, self.max_pixels, self.max_duration = frames, size, max_pixels, max_duration
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:
+    def __call__(self, path: str) -> dict:
         started = time.perf_counter()
-        item: dict = {"index": index, "frames": None, "reason": ""}
+        item: dict = {"frames": None, "reason": ""}
         try:
-            decoded = decode_clip(self.paths[index], self.frames, self.size)
+            decoded = decode_clip(path, self.frames, self.size, max_pixels=self.max_pixels or None, max_duration=self.max_duration or None)
             item.update(
                 frames=torch.from_numpy(decoded.frames),
                 box=astuple(decoded.box),
@@ -341,10 +375,6 @@ def item_bytes(item: dict) -> int:
     rest = {k: v for k, v in item.items() if k != "frames"}
     frames = item.get("frames")
     return len(pickle.dumps(rest)) + (frames.numel() * frames.element_size() if frames is not None else 0)
-
-
-def _first(batch: list[dict]) -> dict:
-    return batch[0]
 
 
 class DeviceStage:
@@ -431,12 +461,16 @@ class _Job:
     plans: list[list[dict]]  # the stored ops and parameters of variants 0..K
 
 
-def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int) -> tuple[list[_Job], list[int], int]:
+def plan_jobs(
+    store: FeatureStore, samples: pl.DataFrame, rank: int, world: int, *, verify: bool = False
+) -> tuple[list[_Job], list[int], int, set[int]]:
     """This rank's work: the videos of its shards that are not done, in row order.
 
-    Returns (jobs, shards to write, videos already done in this rank's shards). A shard that
-    grew keeps its earlier, done videos. A shard with a video missing from the samples
-    table is left for a run that has it.
+    Returns (jobs, shards to write, videos already done in this rank's shards, distrusted
+    shards). A shard that grew keeps its earlier, done videos. A shard with a video
+    missing from the samples table is left for a run that has it. A done marker over
+    missing data (or, with ``verify``, over data that differs from its checksums) is
+    distrusted: its shard is recomputed whole.
     """
     layout = store.layout
     markers = store.markers()
@@ -449,6 +483,7 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
     n_var = layout.rows_per_video
     jobs: list[_Job] = []
     shards: list[int] = []
+    distrusted: set[int] = set()
     skipped = 0
     for shard in owned_shards(layout.n_shards, rank, world):
         start, stop = layout.shard_rows(shard)
@@ -456,10 +491,15 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
         marker = markers.get(shard)
         kept = 0
         if marker is not None and int(marker["start"]) == start:
-            if int(marker["stop"]) == stop:
+            why = store.verify_shard(shard, marker, full=verify)
+            if why:
+                warnings.warn(f"shard {shard} is recomputed: {why}")
+                distrusted.add(shard)
+            elif int(marker["stop"]) == stop:
                 skipped += last - first
                 continue
-            kept = (int(marker["stop"]) - start) // layout.rows_per_video
+            else:
+                kept = (int(marker["stop"]) - start) // layout.rows_per_video
         missing = [video_ids[v] for v in range(first + kept, last) if video_ids[v] not in paths]
         if missing:
             warnings.warn(f"shard {shard} left pending: {len(missing)} of its videos (e.g. {missing[0]}) are not in the samples table")
@@ -469,18 +509,50 @@ def plan_jobs(store: FeatureStore, samples: pl.DataFrame, rank: int, world: int)
         for v in range(first + kept, last):
             plans = [json.loads(text) for text in augment[v * n_var : (v + 1) * n_var]]
             jobs.append(_Job(shard, v, paths[video_ids[v]], video_ids[v], v == last - 1, metas[video_ids[v]], plans))
-    return jobs, shards, skipped
+    return jobs, shards, skipped, distrusted
+
+
+class _Claims:
+    """Which of the planned shards this process computes: it takes a shard's lease when the
+    first of its videos is about to be decoded, and skips the shard when another live
+    process holds it or finished it meanwhile."""
+
+    def __init__(self, store: FeatureStore, leases: Leases, jobs: list[_Job], distrusted: set[int]):
+        self.store, self.leases, self.jobs, self.distrusted = store, leases, jobs, distrusted
+        self.skipped: list[int] = []  # shards another process had
+        self._decided: dict[int, bool] = {}
+
+    def _claim(self, shard: int) -> bool:
+        if not self.leases.acquire(shard):
+            return False
+        marker = self.store.markers().get(shard)
+        if marker is not None and shard not in self.distrusted:
+            planned_from = next(j.position for j in self.jobs if j.shard == shard) * self.store.layout.rows_per_video
+            if int(marker["stop"]) != planned_from:  # done (or grown) by another process since the plan
+                self.leases.release(shard)
+                return False
+        return True
+
+    def tasks(self):
+        """(job index, path) of the videos to decode, in order, claiming shards as it goes."""
+        for i, job in enumerate(self.jobs):
+            if job.shard not in self._decided:
+                self._decided[job.shard] = self._claim(job.shard)
+                if not self._decided[job.shard]:
+                    self.skipped.append(job.shard)
+            if self._decided[job.shard]:
+                yield i, job.path
 
 
 _END = object()
 
 
-def _stage_ahead(loader: DataLoader, jobs: list[_Job], stage: DeviceStage, ahead: queue.Queue, stop: threading.Event) -> None:
+def _stage_ahead(decoded, jobs: list[_Job], stage: DeviceStage, ahead: queue.Queue, stop: threading.Event) -> None:
     """Producer thread: decoded videos from the workers go to the device stage as they
     arrive and, in order, into ``ahead`` with their pending result (bounded: the stage runs
     at most the queue's size ahead of the backbone)."""
     try:
-        for item in loader:
+        for item in decoded:
             job = jobs[item["index"]]
             future = stage.submit(item, job.plans, job.meta) if item["frames"] is not None else None
             while not stop.is_set():
@@ -494,6 +566,18 @@ def _stage_ahead(loader: DataLoader, jobs: list[_Job], stage: DeviceStage, ahead
         ahead.put(_END)
     except BaseException as err:  # handed to the main thread, which raises it
         ahead.put(err)
+
+
+def _decoded_items(claims: _Claims, decode: DecodeVideo, x) -> Iterator[dict]:
+    """The decode workers' results for the claimed shards' videos, each with its job index."""
+    tasks: list[int] = []  # job index of each task given to the workers, in order
+
+    def paths() -> Iterator[str]:
+        for index, path in claims.tasks():
+            tasks.append(index)
+            yield path
+    for n, result in decode_in_workers(decode, paths(), x.num_workers, timeout=x.decode_timeout or None, prefetch=x.prefetch, name="decode"):
+        yield {"frames": None, "reason": "", "decode_seconds": 0.0, **result, "index": tasks[n]}
 
 
 def run_extract(
@@ -524,33 +608,26 @@ def run_extract(
     else:
         store = wait_for_store(store_path, samples, cfg, weights)
     n_var = store.layout.rows_per_video
-    jobs, shards, skipped = plan_jobs(store, samples, rank, world)
+    x = cfg.extract
+    jobs, shards, skipped, distrusted = plan_jobs(store, samples, rank, world, verify=x.verify)
     report = ExtractReport(store=store_path, n_videos=len(jobs) + skipped, n_skipped=skipped, rank=rank, world=world)
     if not jobs:
         return report
+    leases = Leases(store.fs, store.root, rank=rank, timeout=x.lease_timeout)
+    claims = _Claims(store, leases, jobs, distrusted)
 
-    x = cfg.extract
     run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
     report.device = str(run.device)
     stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
     writer = ShardWriter(
         store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs],
-        rank=rank, threads=x.writer_threads, queue=x.writer_queue,
+        rank=rank, threads=x.writer_threads, queue=x.writer_queue, leases=leases,
     )
-    loader = DataLoader(
-        DecodedVideos([j.path for j in jobs], cfg.clip.frames, cfg.clip.size),
-        batch_size=1,
-        shuffle=False,
-        num_workers=x.num_workers,
-        collate_fn=_first,
-        pin_memory=run.device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=x.prefetch if x.num_workers else None,
-    )
+    decoded = _decoded_items(claims, DecodeVideo(cfg.clip.frames, cfg.clip.size, x.max_pixels, x.max_duration), x)
     # the stage runs up to about two backbone batches ahead
     ahead: queue.Queue = queue.Queue(maxsize=max(2, 2 * -(-x.batch_size // n_var)))
     stop = threading.Event()
-    producer = threading.Thread(target=_stage_ahead, args=(loader, jobs, stage, ahead, stop), name="stage-ahead", daemon=True)
+    producer = threading.Thread(target=_stage_ahead, args=(decoded, jobs, stage, ahead, stop), name="stage-ahead", daemon=True)
     bar = tqdm(total=len(jobs) * n_var, unit="clip", disable=not progress, desc=f"extract (rank {rank}/{world})", smoothing=0.1)
     started = time.perf_counter()
     waiting: list[tuple[dict, dict | None]] = []  # (item, stage output or None when it failed)
@@ -599,7 +676,7 @@ def run_extract(
             item.pop("frames", None)
             job = jobs[item["index"]]
             if writer.shard is None:
-                kept = writer.begin(job.shard)
+                kept = writer.begin(job.shard, keep_earlier=job.shard not in distrusted)
                 assert job.position == store.layout.shard_video_range(job.shard)[0] + kept
             waiting.append((item, out))
             n_clips += n_var if out is not None else 0
@@ -614,7 +691,12 @@ def run_extract(
         stop.set()
         bar.close()
         stage.close()
-        writer.close()  # every finished shard reaches the disk, also when the job stops on an error
+        try:
+            writer.close()  # every finished shard reaches the disk, also when the job stops on an error
+        finally:
+            leases.close()
+    report.shards_held_elsewhere = sorted(claims.skipped)
+    report.n_skipped += sum(1 for j in jobs if j.shard in set(claims.skipped))
     report.seconds = time.perf_counter() - started
     report.backbone_seconds = run.seconds
     report.stage_seconds["device_stage"] = stage.seconds

@@ -2,18 +2,32 @@
 
 Forms of SOURCE:
   * the built-in demo dataset: a folder with ``demo.json`` and ``labels.csv``;
-  * a CSV with columns ``path,label[,group]`` (paths relative to the CSV's folder);
-  * a folder tree ``SOURCE/<label>/**/*.mp4`` (also .mov .avi .mkv .webm .m4v);
+  * a CSV with columns ``path,label[,group]`` (paths relative to the CSV's folder; a path
+    outside it is refused unless ``allow_outside``);
+  * a folder tree ``SOURCE/<label>/**/*.mp4`` (also .mov .avi .mkv .webm .m4v, any case);
   * FVC metadata CSVs (``cascade_id,video_url,label``) plus ``--videos DIR`` of downloads,
     matched by the platform id in each URL.
 
-Labels map to 0 = real, 1 = fake. Every file is probed with PyAV; one that cannot be read
-gets ``status=failed`` and a reason, and indexing goes on.
+Video ids are stable: a video's id never depends on which other files exist. It is the
+path relative to the indexed root, '/'-separated, extension included (``real/a.mp4``;
+for a CSV, relative to the CSV's folder; an allowed outside path is its absolute path),
+or ``<platform>_<id>`` for FVC. So ids are unique by construction, and the same file keeps
+its id when files are added.
+
+Labels map to 0 = real, 1 = fake. An empty group cell gives the video its own group. Every
+entry is recorded: one that is not a readable video file (missing, a directory, a broken
+symlink, a symlink loop, unreadable, empty, not decodable) gets ``status=failed`` and a
+reason, and indexing goes on. Each readable file also gets its ``size`` and a
+``content_hash`` (of its size and its first and last MiB), which the split audit uses to
+find identical files under different ids.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +63,14 @@ class IndexSummary:
     by_status: dict[str, int] = field(default_factory=dict)
     by_label: dict[int, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"indexed {self.n_rows} videos ({self.form}): " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))]
         out.append("labels (ok videos): " + ", ".join(f"{'fake' if k else 'real'} {v}" for k, v in sorted(self.by_label.items())))
         if self.excluded:
             out.append("excluded: " + ", ".join(f"{v} {k}" for k, v in sorted(self.excluded.items())))
-        return out
+        return out + self.notes
 
 
 # -- labels and ids ---------------------------------------------------------------------------
@@ -86,16 +101,74 @@ def parse_video_url(url: str) -> tuple[str, str] | None:
     return None
 
 
-def unique_video_ids(paths: list[Path], root: Path) -> list[str]:
-    """File stems when they are unique, else the path under ``root`` with '/' as '__'."""
-    stems = [p.stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [str(p.relative_to(root).with_suffix("")).replace("/", "__") for p in paths]
+def check_path(path: str | None) -> str:
+    """Why ``path`` is not a readable regular file ("" when it is one)."""
+    if path is None or not str(path).strip():
+        return "empty path"
+    try:
+        info = os.stat(path)
+    except RuntimeError:
+        return "symlink loop"
+    except OSError as err:
+        if os.path.islink(path):
+            return "symlink loop" if err.errno == 40 else "broken symlink (its target does not exist)"
+        if err.errno == 40:
+            return "symlink loop"
+        if err.errno == 2:
+            return f"no such file: {path}"
+        return f"cannot read: {os.strerror(err.errno) if err.errno else err}"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory, not a video file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return ""
 
 
-def _find_videos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+HASH_SPAN = 1 << 20
+
+
+def content_hash(path: str) -> tuple[int, str]:
+    """(size, hash of the size and the first and last MiB): equal for identical files, cheap
+    for large ones."""
+    size = os.path.getsize(path)
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        digest.update(f.read(HASH_SPAN))
+        if size > HASH_SPAN:
+            f.seek(max(HASH_SPAN, size - HASH_SPAN))
+            digest.update(f.read(HASH_SPAN))
+    return size, digest.hexdigest()
+
+
+def _has_video_suffix(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
+
+
+def find_video_entries(folder: Path) -> list[Path]:
+    """Every entry under ``folder`` whose name has a video suffix (any case), whatever it is:
+    files, directories, broken or looping symlinks. Symlinked folders are not followed."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames + dirnames):
+            if _has_video_suffix(name) and not name.startswith("."):
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def _absolute(path: Path) -> Path:
+    """The absolute, normalised path (.. and . resolved lexically; symlinks kept, never followed)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def relative_id(path: Path, root: Path) -> str | None:
+    """``path`` relative to ``root`` with '/' separators, or None when it lies outside."""
+    try:
+        return _absolute(path).relative_to(_absolute(root)).as_posix()
+    except ValueError:
+        return None
 
 
 # -- the forms --------------------------------------------------------------------------------
@@ -108,28 +181,41 @@ def _read_csv(path: Path) -> pl.DataFrame:
         raise SourceError(f"cannot read CSV {path}: {str(err).splitlines()[0][:200]}") from None
 
 
-def _from_labels_csv(path: Path, table: pl.DataFrame) -> pl.DataFrame:
+def _from_labels_csv(path: Path, table: pl.DataFrame, summary: IndexSummary, allow_outside: bool) -> pl.DataFrame:
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
         raise SourceError(f"{path} lacks column(s) {missing}; a labels CSV needs path,label[,group]")
     root = path.parent
-    paths = [Path(p) if Path(p).is_absolute() else root / p for p in table["path"].to_list()]
+    cells = [(c or "").strip() for c in table["path"].to_list()]
+    paths = [_absolute(root / c) if c else None for c in cells]
+    ids = []
+    for row, (cell, p) in enumerate(zip(cells, paths), start=2):
+        if p is None:
+            ids.append(f"<empty path, {path.name} line {row}>")
+            continue
+        rel = relative_id(p, root)
+        if rel is None and not allow_outside:
+            raise SourceError(
+                f"{path} line {row}: {cell} lies outside the CSV's folder {root}; move the CSV above its videos "
+                "or pass --allow-outside (ids are then absolute paths)"
+            )
+        ids.append(rel if rel is not None else p.as_posix())
+    repeated = [v for v, n in Counter(ids).items() if n > 1]
+    if repeated:
+        raise SourceError(f"{path}: {len(repeated)} file(s) appear on several rows (e.g. {repeated[0]}); each video must appear once")
     labels = map_labels(table["label"].to_list(), str(path))
-    ids = unique_video_ids(paths, root) if all(_is_under(p, root) for p in paths) else [p.stem for p in paths]
-    if len(set(ids)) != len(ids):
-        raise SourceError(f"{path}: two rows name the same video file; each video must appear once")
-    groups = table["group"].cast(pl.String).to_list() if "group" in table.columns else ids
+    groups = table["group"].cast(pl.String).to_list() if "group" in table.columns else [None] * len(ids)
+    empty = [i for i, g in enumerate(groups) if g is None or not g.strip()]
+    for i in empty:
+        groups[i] = ids[i]
+    if empty and "group" in table.columns:
+        summary.notes.append(f"{len(empty)} rows with an empty group cell got their own group (the video id)")
     extra = table.drop([c for c in ("path", "label", "group") if c in table.columns])
-    base = pl.DataFrame({"video_id": ids, "path": [str(p.resolve()) for p in paths], "label": labels, "group": groups})
+    base = pl.DataFrame(
+        {"video_id": ids, "path": [str(p) if p else "" for p in paths], "label": labels, "group": groups},
+        schema={"video_id": pl.String, "path": pl.String, "label": pl.Int64, "group": pl.String},
+    )
     return pl.concat([base, extra], how="horizontal")
-
-
-def _is_under(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
 
 
 def _from_folder_tree(folder: Path) -> pl.DataFrame:
@@ -141,13 +227,13 @@ def _from_folder_tree(folder: Path) -> pl.DataFrame:
         raise SourceError(f"{folder}: unknown label folder(s) {unknown}; name them real and fake (or 0 and 1)")
     paths, labels = [], []
     for label_dir in label_dirs:
-        found = _find_videos(label_dir)
+        found = find_video_entries(label_dir)
         paths += found
         labels += [LABEL_VALUES[label_dir.name.lower()]] * len(found)
     if not paths:
         raise SourceError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)}) under its label folders")
-    ids = unique_video_ids(paths, folder)
-    return pl.DataFrame({"video_id": ids, "path": [str(p.resolve()) for p in paths], "label": labels, "group": ids})
+    ids = [relative_id(p, folder) for p in paths]
+    return pl.DataFrame({"video_id": ids, "path": [str(_absolute(p)) for p in paths], "label": labels, "group": ids})
 
 
 def _merge_cascades(videos: list[str], cascades: list[str]) -> dict[str, str]:
@@ -223,7 +309,7 @@ def _from_fvc(csvs: list[Path], videos_dir: Path | None, summary: IndexSummary) 
     files = _index_downloads(videos_dir)
     paths = [files.get(pid) for pid in per_video["platform_id"].to_list()]
     return per_video.with_columns(
-        pl.Series("path", [str(p.resolve()) if p else None for p in paths], dtype=pl.String),
+        pl.Series("path", [str(_absolute(p)) if p else None for p in paths], dtype=pl.String),
         pl.col("label").replace_strict(LABEL_VALUES, return_dtype=pl.Int8),
     )
 
@@ -231,7 +317,7 @@ def _from_fvc(csvs: list[Path], videos_dir: Path | None, summary: IndexSummary) 
 def _index_downloads(folder: Path) -> dict[str, Path]:
     """Platform id -> file: the id as the file's stem, a folder name on its path, or '[id]' in the name."""
     found: dict[str, Path] = {}
-    for path in _find_videos(folder):
+    for path in sorted(find_video_entries(folder), key=lambda p: bool(check_path(str(p)))):  # readable files first
         keys = [path.stem, *re.findall(r"\[([A-Za-z0-9_-]+)\]", path.name)]
         keys += [part for part in path.relative_to(folder).parts[:-1]]
         for key in keys:
@@ -267,16 +353,23 @@ def _probe_all(paths: list[str | None], progress: bool) -> pl.DataFrame:
         if path is None:
             records.append({"status": "missing", "reason": "no downloaded file"})
             continue
+        reason = check_path(path)
+        if reason:
+            records.append({"status": "failed", "reason": reason})
+            continue
         try:
-            records.append({"status": "ok", "reason": "", **probe_video(path)})
+            size, digest = content_hash(path)
+            records.append({"status": "ok", "reason": "", **probe_video(path), "size": size, "content_hash": digest})
         except VideoError as err:
             records.append({"status": "failed", "reason": str(err)})
-    schema = {"status": pl.String, "reason": pl.String, **PROBE_COLUMNS}
+        except OSError as err:  # the file went away or became unreadable while indexing
+            records.append({"status": "failed", "reason": f"cannot read: {os.strerror(err.errno) if err.errno else err}"})
+    schema = {"status": pl.String, "reason": pl.String, **PROBE_COLUMNS, "size": pl.Int64, "content_hash": pl.String}
     return pl.DataFrame(records, schema=schema)
 
 
 def build_index(
-    sources: list[str | Path], *, videos_dir: str | Path | None = None, progress: bool = False
+    sources: list[str | Path], *, videos_dir: str | Path | None = None, progress: bool = False, allow_outside: bool = False
 ) -> tuple[pl.DataFrame, IndexSummary]:
     """The samples table for ``sources``: one row per video, probed, with status and reason."""
     sources = [Path(s) for s in sources]
@@ -285,9 +378,9 @@ def build_index(
     form = _detect_form(sources)
     summary = IndexSummary(form=form)
     if form == "demo":
-        table = _from_labels_csv(sources[0] / "labels.csv", _read_csv(sources[0] / "labels.csv"))
+        table = _from_labels_csv(sources[0] / "labels.csv", _read_csv(sources[0] / "labels.csv"), summary, allow_outside)
     elif form == "csv":
-        table = _from_labels_csv(sources[0], _read_csv(sources[0]))
+        table = _from_labels_csv(sources[0], _read_csv(sources[0]), summary, allow_outside)
     elif form == "folder":
         table = _from_folder_tree(sources[0])
     else:

@@ -241,6 +241,8 @@ def decode_clip(
     thread_count: int = 0,
     seek: str = "gaps",
     skip: str = "nonref",
+    max_pixels: int | None = None,
+    max_duration: float | None = None,
 ) -> DecodedClip:
     """Decode ``n_samples`` frames sampled uniformly by timestamp, letterboxed to size×size.
 
@@ -262,6 +264,9 @@ def decode_clip(
        ``thread_count`` its number of threads (0: FFmpeg's choice).
     6. Rotation metadata is applied; each frame is resized straight from YUV (area filter).
 
+    7. ``max_pixels`` and ``max_duration`` (seconds) refuse absurd inputs from their
+       headers, before any packet is read (and the duration again from the packets).
+
     Every option returns the same frames, bit for bit. Raises ValueError for an unknown
     option, VideoError with the reason when the file cannot be decoded.
     """
@@ -271,6 +276,7 @@ def decode_clip(
             if not container.streams.video:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
+            _guard(container, stream, max_pixels, max_duration)
             stream.thread_type = THREAD_TYPES[threads]
             stream.codec_context.thread_count = thread_count
             origin = stream.start_time or 0
@@ -278,6 +284,8 @@ def decode_clip(
             duration = index.end if math.isfinite(index.end) and index.end > 0 else _stream_duration(container, stream)
             if not math.isfinite(duration) or duration <= 0:
                 raise VideoError("cannot determine the video's duration")
+            if max_duration and duration > max_duration:
+                raise VideoError(f"video lasts {duration:.0f} s, above the limit of {max_duration:g} s (extract.max_duration)")
             targets = sample_times(duration, n_samples)
             if skip == "nonref" and stream.codec_context.name in SKIPPABLE_CODECS:
                 try:
@@ -289,6 +297,17 @@ def decode_clip(
         raise
     except Exception as err:
         raise VideoError(_reason(err)) from None
+
+
+def _guard(container, stream, max_pixels: int | None, max_duration: float | None) -> None:
+    """Refuse a frame size or a duration beyond the limits, from the headers alone."""
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if max_pixels and width * height > max_pixels:
+        raise VideoError(f"frames are {width}x{height}, above the limit of {max_pixels} pixels (extract.max_pixels)")
+    if max_duration:
+        duration = _stream_duration(container, stream)
+        if math.isfinite(duration) and duration > max_duration:
+            raise VideoError(f"video lasts {duration:.0f} s, above the limit of {max_duration:g} s (extract.max_duration)")
 
 
 class _PlanMiss(Exception):

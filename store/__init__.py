@@ -8,9 +8,11 @@ from store.feature_store import (
     ArraySpec,
     FeatureStore,
     StoreError,
+    block_checksum,
     scale_key,
 )
 from store.layout import ShardLayout, owned_shards
+from store.lease import Leases
 from store.provenance import ArtifactVersionError, StoreProvenance, check_version
 from store.reader import Batch, StoreReader
 from store.validate import ValidationReport, validate_store
@@ -25,6 +27,7 @@ __all__ = [
     "ArtifactVersionError",
     "Batch",
     "FeatureStore",
+    "Leases",
     "ShardLayout",
     "ShardWriter",
     "StoreError",
@@ -32,6 +35,7 @@ __all__ = [
     "StoreReader",
     "ValidationReport",
     "owned_shards",
+    "block_checksum",
     "check_version",
     "scale_key",
     "validate_store",

@@ -57,8 +57,14 @@ GIVEN_COLUMNS = {
     "width": np.float32,
     "height": np.float32,
     "duration": np.float32,
+    "path": str,
+    "content_hash": str,
 }
-GIVEN_DEFAULTS = {"augment": "[]", "platform": ""}
+GIVEN_DEFAULTS = {"augment": "[]", "platform": "", "path": "", "content_hash": ""}
+# path (where the file was when indexed) and content_hash (extract.sources.content_hash)
+# came after schema 3's first stores: a store without them reads them as "" and gets them
+# when it grows. They let extract refuse a samples table that renamed the store's videos.
+OPTIONAL_COLUMNS = ("path", "content_hash")
 # frames_decoded: frames the decoder produced for the whole video (all its variants and
 # scales together); frames_unique: distinct source frames among the T samples.
 RESULT_COLUMNS = {"frames_decoded": np.int32, "frames_unique": np.int16}
@@ -192,6 +198,8 @@ class FeatureStore:
                 values = np.array([GIVEN_DEFAULTS.get(name, "")] * rows.height)
             else:
                 values = np.full(rows.height, np.nan)
+            if name not in table:  # an optional column a store made before it lacks
+                table.create_array(name, shape=(old,), chunks=(65536,), dtype=dtype, fill_value="")
             column = table[name]
             column.resize((new,))
             column[old:new] = values.astype(dtype)
@@ -303,7 +311,7 @@ class FeatureStore:
         table = self.group["rows"]
         data: dict[str, Any] = {"row": np.arange(n, dtype=np.int64)}
         for name in GIVEN_COLUMNS:
-            data[name] = np.asarray(table[name][:n])
+            data[name] = np.asarray(table[name][:n]) if name in table else np.array([GIVEN_DEFAULTS[name]] * n, dtype=object)
         status = np.zeros(n, dtype=np.int8)
         reasons = np.array([""] * n, dtype=object)
         results = {name: np.zeros(n, dtype=dtype) for name, dtype in RESULT_COLUMNS.items()}
@@ -361,10 +369,39 @@ class FeatureStore:
             array = self.array(scale, name)
             array[start:stop] = block.astype(array.dtype, copy=False)
 
+    def array_paths(self) -> list[tuple[int, str, str]]:
+        """(scale, name, "s<scale>/<name>") of every array."""
+        return [(scale, name, f"{scale_key(scale)}/{name}") for scale in self.scales for name in self.array_names(scale)]
+
+    def shard_checksums(self, shard: int, stop: int | None = None) -> dict[str, str]:
+        """The checksum of every array's rows of ``shard`` as stored (read back and decoded)."""
+        start, end = self.layout.shard_rows(shard)
+        return {path: block_checksum(self.read_block(scale, name, start, stop or end)) for scale, name, path in self.array_paths()}
+
+    def verify_shard(self, shard: int, marker: dict, *, full: bool) -> str:
+        """Why ``shard``'s done marker cannot be trusted ("" when it can): an array's shard
+        file missing (cheap), or with ``full``, data that differs from the marker's checksums."""
+        for scale, name, path in self.array_paths():
+            array = self.array(scale, name)
+            key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+            if not self.fs.exists(f"{self.root}/{array.path}/{key}"):
+                return f"{path} has no data for shard {shard}"
+        sums = marker.get("checksums")
+        if not full or not sums:
+            return ""
+        try:
+            found = self.shard_checksums(shard, int(marker["stop"]))
+        except Exception as err:  # a damaged chunk fails its crc32c
+            return f"shard {shard} cannot be read: {str(err).splitlines()[0][:120]}"
+        bad = [path for path, value in sums.items() if found.get(path) != value]
+        return f"{bad[0]} of shard {shard} differs from its marker's checksum" if bad else ""
+
     def mark_done(
-        self, shard: int, status: np.ndarray, reasons: list[str], results: dict[str, np.ndarray], rank: int = 0
+        self, shard: int, status: np.ndarray, reasons: list[str], results: dict[str, np.ndarray], rank: int = 0,
+        checksums: dict[str, str] | None = None,
     ) -> None:
-        """Write ``shard``'s marker, after its data: from now on its rows count."""
+        """Write ``shard``'s marker, after its data: from now on its rows count.
+        ``checksums``: per array, :func:`block_checksum` of the shard's rows as written."""
         start, stop = self.layout.shard_rows(shard)
         marker = {
             "shard": shard,
@@ -375,6 +412,7 @@ class FeatureStore:
             **{name: [int(v) for v in results[name]] for name in RESULT_COLUMNS},
             "rank": rank,
             "written_at": _now(),
+            "checksums": checksums or {},
         }
         self.fs.makedirs(f"{self.root}/done", exist_ok=True)
         self.fs.pipe_file(self._marker_path(shard), json.dumps(marker).encode())
@@ -422,6 +460,13 @@ class FeatureStore:
             "arrays": arrays,
             "provenance": self.attrs,
         }
+
+
+def block_checksum(block: np.ndarray) -> str:
+    """CRC-32 (zlib) of an array block's bytes in C order, as hex: equal when the stored values are."""
+    import zlib
+
+    return f"{zlib.crc32(memoryview(np.ascontiguousarray(block)).cast('B')):08x}"
 
 
 def _describe_codecs(array: zarr.Array) -> str:

@@ -3,7 +3,9 @@
 Checks: the schema version; that the row table and every array have the store's row
 count and the expected per-row shapes and dtypes; that every done marker is consistent
 with the layout; and, reading each done shard of each array, that it decodes (the crc32c
-checksum catches damaged chunks) and that done rows are finite (where NaN is not a value).
+checksum catches damaged chunks), that it equals the checksum its marker recorded when it
+was written (every array, those where NaN is a value too: a marker over missing or other
+data is caught), and that done rows are finite (where NaN is not a value).
 Pending and failed rows are reported, not problems.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from store.feature_store import GIVEN_COLUMNS, STATUS_CODES, FeatureStore, scale_key
+from store.feature_store import GIVEN_COLUMNS, OPTIONAL_COLUMNS, STATUS_CODES, FeatureStore, block_checksum, scale_key
 
 
 @dataclass
@@ -21,6 +23,7 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     rows_by_status: dict[str, int] = field(default_factory=dict)
     shards_checked: int = 0
+    unchecked_shards: int = 0  # markers written before markers had checksums
 
     @property
     def ok(self) -> bool:
@@ -39,7 +42,8 @@ def validate_store(store: FeatureStore, max_problems: int = 50) -> ValidationRep
     table = store.group["rows"]
     for name in GIVEN_COLUMNS:
         if name not in table:
-            problem(f"row table lacks column {name!r}")
+            if name not in OPTIONAL_COLUMNS:
+                problem(f"row table lacks column {name!r}")
         elif table[name].shape[0] != n:
             problem(f"row table column {name!r} has {table[name].shape[0]} rows, the store {n}")
     expected = store.attrs.get("arrays", {})
@@ -73,12 +77,20 @@ def validate_store(store: FeatureStore, max_problems: int = 50) -> ValidationRep
         status = np.asarray(marker["status"])
         done = status == STATUS_CODES["done"]
         report.shards_checked += 1
+        sums = marker.get("checksums") or {}
+        if not sums:
+            report.unchecked_shards += 1
+        missing = store.verify_shard(shard, marker, full=False)
+        if missing:
+            problem(f"marker of shard {shard} is over missing data: {missing}")
         for scale, name, path, allow_nan in arrays:
             try:
                 block = store.read_block(scale, name, m_start, m_stop)
             except Exception as err:  # a damaged chunk: checksum, decompression or index errors
                 problem(f"{path} shard {shard} (rows {m_start}..{m_stop}) cannot be read: {str(err).splitlines()[0][:120]}")
                 continue
+            if path in sums and block_checksum(block) != sums[path]:
+                problem(f"{path} shard {shard} (rows {m_start}..{m_stop}) differs from the checksum its marker recorded")
             flat = block[done].reshape(int(done.sum()), -1).astype(np.float32)
             bad = np.isinf(flat).any(axis=1) if allow_nan else ~np.isfinite(flat).all(axis=1)
             if bad.any():

@@ -13,24 +13,43 @@ being written at a time (``finish`` blocks beyond that: memory stays bounded). A
 background write that failed is raised by the next ``finish`` or by ``close``, which
 waits for every write: call it before the job ends (also when it ends in an error, so
 that what was computed is not lost).
+
+With ``leases`` (see lease.py) the writer must hold a shard's lease before ``begin``
+clears it, and writes the marker only if it still holds the lease after reading the
+shard back and finding the checksums of what it wrote; the marker records those
+checksums (``store validate`` and ``extract --verify`` check them later). The lease is
+given back after the marker. A full disk is a StoreError naming the shard, the store
+and the size; the shard has no marker, so the next run recomputes it.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore
+from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore, StoreError, block_checksum, scale_key
+from store.lease import Leases
+
+
+class LostLease(Warning):
+    """A shard's lease was taken over while this process wrote it: its marker is not written."""
 
 
 class ShardWriter:
     """Buffers the rows of one shard at a time; see the module docstring."""
 
-    def __init__(self, store: FeatureStore, arrays: list[tuple[int, str]], rank: int = 0, *, threads: int = 0, queue: int = 1):
+    def __init__(
+        self, store: FeatureStore, arrays: list[tuple[int, str]], rank: int = 0, *, threads: int = 0, queue: int = 1,
+        leases: Leases | None = None,
+    ):
         self.store = store
+        self.leases = leases
+        self.lost: list[int] = []  # shards whose lease was taken over before their marker
         self.arrays = arrays
         self.rank = rank
         self.shard: int | None = None
@@ -40,11 +59,13 @@ class ShardWriter:
         self._pending: list[Future] = []
         self._lock = threading.Lock()
 
-    def begin(self, shard: int) -> int:
+    def begin(self, shard: int, keep_earlier: bool = True) -> int:
         """Start ``shard``; returns how many of its videos are already done (a shard that
-        grew: its earlier videos are kept, not recomputed)."""
+        grew: its earlier videos are kept, not recomputed, unless ``keep_earlier`` is False)."""
         if self.shard is not None:
             raise RuntimeError(f"shard {self.shard} is not finished")
+        if self.leases is not None and shard not in self.leases.held:
+            raise RuntimeError(f"shard {shard}: take its lease before writing it")
         layout = self.store.layout
         self.shard = shard
         self.start, self.stop = layout.shard_rows(shard)
@@ -57,7 +78,7 @@ class ShardWriter:
         self.reasons = [""] * n
         self.results = {name: np.zeros(n, dtype=dtype) for name, dtype in RESULT_COLUMNS.items()}
         self.filled = 0
-        kept = self._keep_earlier_rows()
+        kept = self._keep_earlier_rows() if keep_earlier else 0
         self.store.clear_shard(shard)
         return kept // layout.rows_per_video
 
@@ -122,8 +143,37 @@ class ShardWriter:
 
     def _write(self, shard: int, buffers, status, reasons, results) -> None:
         started = time.perf_counter()
-        self.store.write_shard(shard, buffers)
-        self.store.mark_done(shard, status, reasons, results, rank=self.rank)  # only after the data
+        try:
+            self.store.write_shard(shard, buffers)
+            written = {
+                f"{scale_key(scale)}/{name}": block_checksum(block.astype(self.store.array(scale, name).dtype, copy=False))
+                for (scale, name), block in buffers.items()
+            }
+            # re-check the data before the marker: what reads back is what was written
+            found = self.store.shard_checksums(shard)
+            differ = [path for path, value in written.items() if found.get(path) != value]
+            if differ:
+                raise StoreError(
+                    f"shard {shard} of {self.store.path}: {differ[0]} reads back other values than were written "
+                    "(another process wrote it, or the storage is faulty); not marked done, it will be recomputed"
+                )
+            if self.leases is not None and not self.leases.holds(shard):
+                with self._lock:
+                    self.lost.append(shard)
+                warnings.warn(f"shard {shard}: its lease was taken over while it was written; its marker is left to the new holder", LostLease)
+                return
+            self.store.mark_done(shard, status, reasons, results, rank=self.rank, checksums=written)  # only after the data
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                size = sum(b.nbytes for b in buffers.values()) / 2**20
+                raise StoreError(
+                    f"no space left on the device of {self.store.path} while writing shard {shard} "
+                    f"(up to {size:.0f} MiB uncompressed): free some space and run extract again; it resumes at this shard"
+                ) from None
+            raise
+        finally:
+            if self.leases is not None:
+                self.leases.release(shard)
         with self._lock:
             self.write_seconds += time.perf_counter() - started
 

@@ -17,7 +17,7 @@ from conftest import ROOT, TINY, indexed_demo
 from configs import load_config
 from extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
 from extract.clips import make_scaled_clips, make_variant, normalise, variant_ops, variants_at_scales
-from extract.job import META_COLUMNS, DecodedVideos, item_bytes, run_extract
+from extract.job import META_COLUMNS, DecodeVideo, item_bytes, run_extract
 from extract.video import decode_clip
 from store import FeatureStore
 
@@ -98,14 +98,14 @@ def test_same_store_whatever_the_workers_threads_and_batch_size(stores):
 def test_workers_ship_only_the_decoded_frames(samples):
     cfg = config()
     path = pl.read_parquet(samples)["path"][0]
-    item = DecodedVideos([path], cfg.clip.frames, cfg.clip.size)[0]
+    item = DecodeVideo(cfg.clip.frames, cfg.clip.size)(path)
     t, s = cfg.clip.frames, cfg.clip.size
-    assert set(item) == {"index", "frames", "box", "results", "reason", "decode_seconds"}
+    assert set(item) == {"frames", "box", "results", "reason", "decode_seconds"}
     assert item["frames"].dtype == torch.uint8 and tuple(item["frames"].shape) == (t, s, s, 3)
     alone = decode_clip(path, t, s)
     assert np.array_equal(item["frames"].numpy(), alone.frames) and item["box"] == astuple(alone.box)
     assert item_bytes(item) <= 1.1 * t * s * s * 3
-    broken = DecodedVideos([str(ROOT / "README.md")], t, s)[0]
+    broken = DecodeVideo(t, s)(str(ROOT / "README.md"))
     assert broken["frames"] is None and broken["reason"]
 
 

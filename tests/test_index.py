@@ -40,11 +40,12 @@ def test_folder_tree_with_a_corrupt_file(tmp_path, corrupt_files):
     table, summary = build_index([tmp_path / "tree"])
     assert summary.form == "folder"
     rows = {r["video_id"]: r for r in table.iter_rows(named=True)}
-    assert set(rows) == {"a", "b", "c"}
-    assert rows["a"]["label"] == 0 and rows["b"]["label"] == 1
-    assert rows["a"]["status"] == "ok" and rows["a"]["n_frames"] == 12
-    assert rows["c"]["status"] == "failed" and rows["c"]["reason"]
-    assert rows["c"]["width"] is None
+    assert set(rows) == {"real/a.mp4", "fake/sub/b.mov", "fake/c.mp4"}
+    a, b, c = rows["real/a.mp4"], rows["fake/sub/b.mov"], rows["fake/c.mp4"]
+    assert a["label"] == 0 and b["label"] == 1
+    assert a["status"] == "ok" and a["n_frames"] == 12
+    assert c["status"] == "failed" and c["reason"]
+    assert c["width"] is None
     assert summary.by_status == {"ok": 2, "failed": 1}
 
 
@@ -83,9 +84,12 @@ def test_labels_csv_errors(tmp_path):
 def test_real_videos_in_a_csv(tmp_path, shared_videos):
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\n" + "".join(f"{p},{'real' if i % 2 else 'fake'}\n" for i, p in enumerate(shared_videos)))
-    table, _ = build_index([csv])
+    # outside the CSV's folder: refused unless allowed, then the absolute path is the id
+    with pytest.raises(SourceError, match="outside the CSV's folder.*--allow-outside"):
+        build_index([csv])
+    table, _ = build_index([csv], allow_outside=True)
     assert (table["status"] == "ok").all() and table["has_audio"].all()
-    assert table["video_id"].to_list() == [p.stem for p in shared_videos]
+    assert table["video_id"].to_list() == [p.resolve().as_posix() for p in shared_videos]
 
 
 @pytest.mark.parametrize(
@@ -152,3 +156,108 @@ def test_real_fvc_metadata_groups_and_exclusions(tmp_path):
     # cascades that share a video merge into one group (FJcVcV46XBE is in f138, f139, f140)
     group = table.filter(pl.col("video_id") == "youtube_FJcVcV46XBE")["group"][0]
     assert {"f138", "f139", "f140"} <= set(group.split("+"))
+
+
+# -- stable ids and entries that are not videos (issue 12) -------------------------------------
+
+
+def test_ids_do_not_depend_on_other_files(tmp_path):
+    """Adding a file whose stem collides, or one that differs only in extension, changes no id."""
+    small_video(tmp_path / "tree" / "real" / "clip.mp4")
+    small_video(tmp_path / "tree" / "fake" / "x.mp4")
+    before, _ = build_index([tmp_path / "tree"])
+    small_video(tmp_path / "tree" / "fake" / "sub" / "clip.mp4")  # same stem, other folder
+    small_video(tmp_path / "tree" / "real" / "clip.mkv")  # same stem, other extension
+    after, _ = build_index([tmp_path / "tree"])
+    assert before["video_id"].to_list() == ["fake/x.mp4", "real/clip.mp4"]
+    assert after["video_id"].to_list() == ["fake/sub/clip.mp4", "fake/x.mp4", "real/clip.mkv", "real/clip.mp4"]
+    old = dict(zip(before["path"].to_list(), before["video_id"].to_list()))
+    assert {p: v for p, v in zip(after["path"].to_list(), after["video_id"].to_list()) if p in old} == old
+    assert after["video_id"].n_unique() == after.height and (after["status"] == "ok").all()
+
+
+def test_csv_same_name_in_two_folders_are_two_videos(tmp_path):
+    small_video(tmp_path / "a" / "clip.mp4")
+    small_video(tmp_path / "b" / "clip.mp4", n=14)
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"path,label\n{tmp_path / 'a' / 'clip.mp4'},real\nb/clip.mp4,fake\n")
+    table, _ = build_index([csv])  # an absolute path inside the CSV's folder is fine
+    assert table["video_id"].to_list() == ["a/clip.mp4", "b/clip.mp4"]
+    assert table["n_frames"].to_list() == [12, 14]
+    csv.write_text("path,label\na/clip.mp4,real\n./a/../a/clip.mp4,fake\n")
+    with pytest.raises(SourceError, match="appear on several rows.*a/clip.mp4"):
+        build_index([csv])
+    inner = tmp_path / "b" / "labels.csv"  # ../a is outside the CSV's folder
+    inner.write_text("path,label\nclip.mp4,real\n../a/clip.mp4,fake\n")
+    with pytest.raises(SourceError, match=r"line 3: \.\./a/clip.mp4 lies outside the CSV's folder.*--allow-outside"):
+        build_index([inner])
+    table, _ = build_index([inner], allow_outside=True)
+    assert table["video_id"].to_list() == ["clip.mp4", (tmp_path / "a" / "clip.mp4").as_posix()]
+
+
+def test_every_entry_with_a_video_suffix_is_recorded(tmp_path):
+    import os
+
+    tree = tmp_path / "tree"
+    small_video(tree / "real" / "good.mp4")
+    small_video(tree / "fake" / "LOUD.MP4")
+    (tree / "fake" / "folder.mp4").mkdir(parents=True)
+    os.symlink(tree / "fake" / "gone.mp4", tree / "fake" / "dangling.mp4")
+    os.symlink(tree / "fake" / "loop_b.mp4", tree / "fake" / "loop_a.mp4")
+    os.symlink(tree / "fake" / "loop_a.mp4", tree / "fake" / "loop_b.mp4")
+    os.mkfifo(tree / "fake" / "pipe.mkv")
+    (tree / "fake" / "empty.webm").write_bytes(b"")
+    (tree / "fake" / "readme.txt").write_text("not a video")
+    table, summary = build_index([tree])
+    reasons = dict(zip(table["video_id"].to_list(), table["reason"].to_list()))
+    status = dict(zip(table["video_id"].to_list(), table["status"].to_list()))
+    assert set(reasons) == {
+        "real/good.mp4", "fake/LOUD.MP4", "fake/folder.mp4", "fake/dangling.mp4", "fake/loop_a.mp4", "fake/loop_b.mp4",
+        "fake/pipe.mkv", "fake/empty.webm",
+    }
+    assert status["real/good.mp4"] == status["fake/LOUD.MP4"] == "ok"
+    assert reasons["fake/folder.mp4"] == "a directory, not a video file"
+    assert reasons["fake/dangling.mp4"].startswith("broken symlink")
+    assert reasons["fake/loop_a.mp4"] == reasons["fake/loop_b.mp4"] == "symlink loop"
+    assert reasons["fake/pipe.mkv"].startswith("not a regular file")
+    assert reasons["fake/empty.webm"] == "empty file (0 bytes)"
+    assert summary.by_status == {"ok": 2, "failed": 6}
+
+
+def test_csv_rows_that_are_not_files_are_recorded(tmp_path):
+    import os
+
+    small_video(tmp_path / "v" / "ok.mp4")
+    os.symlink(tmp_path / "v" / "l2.mp4", tmp_path / "v" / "l1.mp4")
+    os.symlink(tmp_path / "v" / "l1.mp4", tmp_path / "v" / "l2.mp4")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,group\nv/ok.mp4,real,g\nv/l1.mp4,fake,g\n,fake,h\nv/ok.mp4/..,real,\n")
+    table, summary = build_index([csv])
+    assert table["status"].to_list() == ["ok", "failed", "failed", "failed"]
+    assert table["reason"].to_list()[1:] == ["symlink loop", "empty path", "a directory, not a video file"]
+    assert table["video_id"].to_list()[:2] == ["v/ok.mp4", "v/l1.mp4"]
+    # an empty group cell is the video's own group, never one shared "NaN" group
+    assert table["group"].to_list() == ["g", "g", "h", table["video_id"][3]]
+    assert any("1 rows with an empty group cell" in line for line in summary.lines())
+
+
+def test_empty_group_cells_do_not_merge_videos(tmp_path):
+    for name in ("a", "b", "c"):
+        small_video(tmp_path / f"{name}.mp4")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,group\na.mp4,real,\nb.mp4,fake,\nc.mp4,fake,g1\n")
+    table, summary = build_index([csv])
+    assert table["group"].to_list() == ["a.mp4", "b.mp4", "g1"]
+    assert "2 rows with an empty group cell got their own group (the video id)" in summary.lines()
+
+
+def test_content_hash_finds_identical_files(tmp_path):
+    import shutil as sh
+
+    small_video(tmp_path / "tree" / "real" / "a.mp4")
+    small_video(tmp_path / "tree" / "fake" / "b.mp4", n=13)
+    sh.copy(tmp_path / "tree" / "real" / "a.mp4", tmp_path / "tree" / "fake" / "copy_of_a.mp4")
+    table, _ = build_index([tmp_path / "tree"])
+    hashes = dict(zip(table["video_id"].to_list(), table["content_hash"].to_list()))
+    assert hashes["real/a.mp4"] == hashes["fake/copy_of_a.mp4"] != hashes["fake/b.mp4"]
+    assert table["size"].to_list() == [(tmp_path / "tree" / v).stat().st_size for v in table["video_id"].to_list()]

@@ -1,0 +1,211 @@
+"""Decoding in worker processes, with a time limit per video.
+
+``decode_in_workers(fn, tasks, workers, timeout)`` runs ``fn(task)`` for each task in
+``workers`` processes and yields ``(index, result)`` in task order. It is the one place
+where extraction and ``predict`` turn files into frames (each with its own ``fn``, which
+records a bad file as a reason instead of raising).
+
+A worker runs one task at a time, so the pool knows which video each worker is on and
+for how long:
+
+* a task that runs longer than ``timeout`` seconds (a file that hangs the decoder: a
+  FIFO swapped in for a video, a network mount that stopped answering) gets
+  ``{"reason": "decode timed out after N s"}``; its worker is killed and replaced;
+* a worker that dies (the decoder crashed the process) gives its task
+  ``{"reason": "decoder process died (...)"}`` and is replaced;
+* the next videos keep going either way. At most ``workers * prefetch`` results wait
+  to be taken, so memory stays bounded.
+
+``workers=0`` runs ``fn`` in the calling process: no time limit is possible there.
+
+Workers are forked (on Linux): ``fn`` is inherited, not pickled, so it may hold a model
+or other state. Results are pickled back (numpy arrays and tensors by value).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from extract.video import unexpected_reason
+
+
+def timed_out_reason(seconds: float) -> str:
+    return f"decode timed out after {seconds:g} s"
+
+
+def _context():
+    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, task = message
+        try:
+            result = fn(task)
+        except Exception as err:  # fn records bad files itself; anything else is this task's failure
+            result = {"reason": unexpected_reason(err)}
+        try:
+            conn.send_bytes(pickle.dumps((index, result), protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, fn: Callable[[Any], Any], ctx, name: str):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(fn, child), name=name, daemon=True)
+        self.process.start()
+        child.close()
+        self.task: int | None = None  # index of the task it is on
+        self.started = 0.0
+
+    def give(self, index: int, task: Any) -> None:
+        self.conn.send((index, task))
+        self.task, self.started = index, time.monotonic()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def decode_in_workers(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[Any],
+    workers: int,
+    *,
+    timeout: float | None = None,
+    prefetch: int = 2,
+    name: str = "decode",
+) -> Iterator[tuple[int, Any]]:
+    """``(index, fn(task))`` for each task, in task order; see the module docstring.
+
+    ``tasks`` is consumed lazily (only as far as the workers and the prefetch window
+    need), so a caller may decide later tasks while earlier results come back.
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if workers == 0:
+        for index, task in enumerate(tasks):
+            try:
+                yield index, fn(task)
+            except Exception as err:
+                yield index, {"reason": unexpected_reason(err)}
+        return
+    yield from _Pool(fn, workers, timeout, max(1, prefetch), name).run(tasks)
+
+
+class _Pool:
+    def __init__(self, fn, workers: int, timeout: float | None, prefetch: int, name: str):
+        self.fn, self.n, self.timeout, self.window, self.name = fn, workers, timeout, workers * prefetch, name
+        self.ctx = _context()
+        self.workers: list[_Worker] = []
+        self.spawned = 0
+
+    def _spawn(self) -> _Worker:
+        self.spawned += 1
+        return _Worker(self.fn, self.ctx, f"{self.name}-{self.spawned}")
+
+    def run(self, tasks: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        source = enumerate(tasks)
+        exhausted = False
+        results: dict[int, Any] = {}
+        next_out = 0
+        issued = 0
+        try:
+            self.workers = [self._spawn() for _ in range(self.n)]
+            while True:
+                # hand tasks to idle workers while the window has room
+                for worker in self.workers:
+                    if exhausted or worker.task is not None or issued - next_out >= self.window:
+                        continue
+                    try:
+                        index, task = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    worker.give(index, task)
+                    issued += 1
+                while next_out in results:
+                    yield next_out, results.pop(next_out)
+                    next_out += 1
+                busy = [w for w in self.workers if w.task is not None]
+                if exhausted and not busy and next_out == issued:
+                    return
+                if not busy:
+                    continue
+                wait_for = 0.5
+                if self.timeout:
+                    now = time.monotonic()
+                    wait_for = max(0.0, min(wait_for, min(w.started + self.timeout - now for w in busy)))
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
+                now = time.monotonic()
+                for i, worker in enumerate(self.workers):
+                    if worker.task is None:
+                        continue
+                    if worker.conn in ready or worker.conn.poll():
+                        try:
+                            index, result = pickle.loads(worker.conn.recv_bytes())
+                        except (EOFError, OSError):
+                            index, result = worker.task, {"reason": self._death_reason(worker)}
+                            self.workers[i] = self._replace(worker)
+                        else:
+                            worker.task = None
+                        results[index] = result
+                    elif worker.process.sentinel in ready or not worker.process.is_alive():
+                        results[worker.task] = {"reason": self._death_reason(worker)}
+                        self.workers[i] = self._replace(worker)
+                    elif self.timeout and now - worker.started >= self.timeout:
+                        results[worker.task] = {"reason": timed_out_reason(self.timeout)}
+                        self.workers[i] = self._replace(worker)
+        finally:
+            for worker in self.workers:
+                worker.stop()
+            self.workers = []
+
+    def _death_reason(self, worker: _Worker) -> str:
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        if code is not None and code < 0:
+            try:
+                what = signal.Signals(-code).name
+            except ValueError:
+                what = f"signal {-code}"
+            return f"decoder process died ({what})"
+        return f"decoder process died (exit code {code})"
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        return self._spawn()

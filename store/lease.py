@@ -1,0 +1,192 @@
+"""One writer per shard: a lease file per shard, with owner, host, pid and a heartbeat.
+
+A writer takes a shard's lease before it clears or writes anything of that shard, and
+gives it back after the shard's done marker. The lease is ``done/<shard>.lease`` (JSON:
+owner, host, pid, rank, taken_at, heartbeat). It is created exclusively (``O_EXCL`` on a
+local disk), so of two processes that want one shard, one gets it and the other skips
+the shard. A background thread refreshes the heartbeat of every lease the process holds;
+a lease whose heartbeat is older than ``timeout`` seconds belongs to a process that died
+or hangs (on the same host, a holder whose pid is not running is dead at once), and is
+taken over: it is first renamed away (atomic: of two takers only one
+succeeds), then created afresh.
+
+On an object store (s3://, gs://) there is no exclusive create: the lease is written,
+read back after a short pause and kept only if it still names this owner. That narrows
+the race, it does not close it; run one writer per rank there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+class Leases:
+    """The leases one process holds on one store's shards."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, *, rank: int = 0, timeout: float = 300.0):
+        self.fs, self.root, self.rank, self.timeout = fs, root, rank, float(timeout)
+        self.owner = uuid.uuid4().hex
+        self.held: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.local = isinstance(fs, LocalFileSystem)
+
+    def path(self, shard: int) -> str:
+        return f"{self.root}/done/{shard:06d}.lease"
+
+    def _record(self) -> bytes:
+        now = time.time()
+        return json.dumps(
+            {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(), "rank": self.rank, "taken_at": now, "heartbeat": now}
+        ).encode()
+
+    def read(self, shard: int) -> dict | None:
+        """The lease of ``shard`` as written by its holder, or None (none, or unreadable)."""
+        try:
+            return json.loads(self.fs.cat_file(self.path(shard)))
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
+    def is_stale(self, lease: dict | None) -> bool:
+        """No heartbeat for ``timeout`` seconds, or a holder on this host that is not running."""
+        if lease is None:
+            return True
+        try:
+            if lease.get("host") == socket.gethostname() and not _running(int(lease["pid"])):
+                return True
+            return time.time() - float(lease["heartbeat"]) > self.timeout
+        except (KeyError, TypeError, ValueError):
+            return True
+
+    def _create(self, path: str) -> bool:
+        if self.local:  # written aside, then linked in place: exclusive, and never seen half-written
+            tmp = f"{path}.tmp-{self.owner}"
+            with open(tmp, "wb") as f:
+                f.write(self._record())
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, self._record())
+        time.sleep(0.2)
+        lease = self.read(int(path.rsplit("/", 1)[1].split(".")[0]))
+        return lease is not None and lease.get("owner") == self.owner
+
+    def acquire(self, shard: int) -> bool:
+        """Take ``shard``'s lease; False when another live process holds it."""
+        path = self.path(shard)
+        self.fs.makedirs(f"{self.root}/done", exist_ok=True)
+        if not self._create(path):
+            lease = self.read(shard)
+            if lease is not None and lease.get("owner") == self.owner:
+                return True
+            if lease is None and self._create(path):  # released in between
+                return self._hold(shard)
+            lease = lease or self.read(shard)
+            if lease is None:  # there but unreadable (damaged): judged by its age
+                try:
+                    age = time.time() - self.fs.modified(path).timestamp()
+                except (OSError, NotImplementedError, AttributeError):
+                    age = 0.0
+                if age <= self.timeout:
+                    return False
+            elif not self.is_stale(lease):
+                return False
+            aside = f"{path}.stale-{self.owner}"
+            try:
+                if self.local:
+                    os.rename(path, aside)
+                else:
+                    self.fs.mv(path, aside)
+            except (FileNotFoundError, OSError):
+                return False  # another process took it over first
+            self.fs.rm(aside) if self.fs.exists(aside) else None
+            if not self._create(path):
+                return False
+        return self._hold(shard)
+
+    def _hold(self, shard: int) -> bool:
+        with self._lock:
+            self.held.add(shard)
+        self._start_heartbeat()
+        return True
+
+    def holds(self, shard: int) -> bool:
+        """Whether the lease file still names this process (it may have been taken over)."""
+        lease = self.read(shard)
+        return lease is not None and lease.get("owner") == self.owner
+
+    def release(self, shard: int) -> None:
+        with self._lock:  # not while a heartbeat rewrites it
+            self.held.discard(shard)
+            if self.holds(shard):
+                try:
+                    self.fs.rm(self.path(shard))
+                except FileNotFoundError:
+                    pass
+
+    def _beat(self) -> None:
+        with self._lock:
+            for shard in sorted(self.held):
+                self._beat_one(shard)
+
+    def _beat_one(self, shard: int) -> None:
+        lease = self.read(shard)
+        if lease is None or lease.get("owner") != self.owner:
+            return  # taken over: the writer finds out before its marker
+        lease["heartbeat"] = time.time()
+        try:
+            if self.local:  # replaced whole, so a reader never sees it half-written
+                tmp = f"{self.path(shard)}.tmp-{self.owner}"
+                with open(tmp, "wb") as f:
+                    f.write(json.dumps(lease).encode())
+                os.replace(tmp, self.path(shard))
+            else:
+                self.fs.pipe_file(self.path(shard), json.dumps(lease).encode())
+        except OSError:
+            pass  # a full disk or a lost mount: the lease goes stale, another process takes over
+
+    def _start_heartbeat(self) -> None:
+        if self._thread is not None:
+            return
+        interval = max(0.05, self.timeout / 5)
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self._beat()
+
+        self._thread = threading.Thread(target=loop, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat and give back every lease still held."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for shard in sorted(self.held):
+            self.release(shard)
