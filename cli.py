@@ -380,10 +380,10 @@ def predict(
     overrides: list[str] = SET_OPTION,
     workers: int = typer.Option(2, help="decode processes"),
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
-    samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the file stem)"),
+    samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the path relative to the folder given, as in index)"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
-    """Probability of fake for each video: path, video_id, prob_fake, label, n_clips, status, reason."""
+    """Probability of fake for each video: path, video_id, prob_fake, pred_label (fake at or above the threshold), n_clips, status, reason."""
     import polars as pl
 
     from heads.predict import predict as run_predict
@@ -391,7 +391,7 @@ def predict(
     _load_head_modules(head_module)
     table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
-        typer.echo(table.select("video_id", "prob_fake", "label", "n_clips", "status", "reason"))
+        typer.echo(table.select("video_id", "prob_fake", "pred_label", "n_clips", "status", "reason"))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.write_csv(out)
@@ -481,6 +481,7 @@ USER_ERRORS = {
     "heads.finetune": "FinetuneError",
     "heads.predict": "PredictError",
     "heads.pipeline": "PipelineError",
+    "store.artifacts": "ArtifactError",
 }
 
 
@@ -492,12 +493,27 @@ def is_user_error(err: BaseException) -> bool:
     return False
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for an error of the machine a user can fix: a full disk, a missing or
+    forbidden path."""
+    import errno
+
+    where = f" {err.filename}" if getattr(err, "filename", None) else ""
+    text = (err.strerror or str(err).splitlines()[0]) if str(err) else type(err).__name__
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device{where or ' being written'}: free some space and run the command again (extract resumes)"
+    return f"{text}:{where}" if where else text
+
+
 def main() -> None:
     try:
         app()
     except Exception as err:
         if is_user_error(err):
             typer.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        if isinstance(err, OSError) and err.errno is not None:
+            typer.echo(f"error: {os_error_line(err)}", err=True)
             sys.exit(2)
         raise
 

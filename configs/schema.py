@@ -36,8 +36,31 @@ def _require_known(values: list[str], known: tuple[str, ...], what: str) -> None
         raise ValueError(f"unknown {what}(s) {unknown}; choose from {list(known)}")
 
 
+def _numeric_only(annotation: Any) -> bool:
+    """Whether a field takes numbers and not booleans (int, float, tuples or lists of them)."""
+    import typing
+
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return True
+    args = [a for a in typing.get_args(annotation) if a is not type(None) and a is not Ellipsis]
+    return bool(args) and all(_numeric_only(a) for a in args)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info) -> Any:
+        """``clip.frames=true`` is a mistake, not 1: numbers refuse booleans."""
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _numeric_only(field.annotation):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) for v in items):
+                raise ValueError(f"expects a number, got the boolean {value!r}")
+        return value
 
 
 ConfigSection = _Strict  # what a head's Params derive from: unknown keys are errors

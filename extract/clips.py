@@ -162,7 +162,8 @@ def clips_of_video(path: str, video_id: str, cfg, meta: dict | None = None, devi
     """Decode once; make variants 0..K; each at every scale (``cfg``: a full Config). Clips
     (V, 3, T, s, s) and handcrafted statistics (V, F) per scale, plus what the decoder did.
     ``meta``: the index's container metadata of the video (for the handcrafted vector)."""
-    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size)
+    x = cfg.extract
+    decoded = decode_clip(path, cfg.clip.frames, cfg.clip.size, max_pixels=x.max_pixels or None, max_duration=x.max_duration or None)
     plans = variant_ops(cfg.augment, video_id, cfg.clip.frames)
     frames = torch.from_numpy(decoded.frames).to(device or "cpu")
     clips, stats = variants_at_scales(frames, decoded.box, plans, cfg.clip, cfg.features.handcrafted, meta)

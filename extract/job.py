@@ -215,6 +215,8 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
     """
     record = preprocessing_record(cfg, weights)
     FeatureStore.remove_unfinished(store_path)  # a creation killed before the store was ready
+    if FeatureStore.being_created(store_path):  # by another process, now: use it once it is ready
+        return wait_for_store(store_path, samples, cfg, weights)
     if FeatureStore.exists(store_path):
         try:
             store = FeatureStore.open(store_path, mode="r+")
@@ -238,16 +240,22 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         "extract": cfg.extract.model_dump(mode="json"),
         "samples": {"path": str(samples_path), "n_videos": samples.height},
     }
-    return FeatureStore.create(
-        store_path,
-        row_table(samples, cfg),
-        array_specs(cfg),
-        provenance,
-        rows_per_video=cfg.augment.variants + 1,
-        shard_videos=cfg.extract.shard_videos,
-        chunk_mb=cfg.extract.chunk_mb,
-        compression=cfg.extract.compression.model_dump(),
-    )
+    try:
+        return FeatureStore.create(
+            store_path,
+            row_table(samples, cfg),
+            array_specs(cfg),
+            provenance,
+            rows_per_video=cfg.augment.variants + 1,
+            shard_videos=cfg.extract.shard_videos,
+            chunk_mb=cfg.extract.chunk_mb,
+            compression=cfg.extract.compression.model_dump(),
+        )
+    except StoreError:
+        if not FeatureStore.exists(store_path):
+            raise
+        # another process is creating it at this moment: use that store once it is ready
+        return wait_for_store(store_path, samples, cfg, weights)
 
 
 def _refuse_renamed(store: FeatureStore, stored: pl.DataFrame, samples: pl.DataFrame, new: pl.DataFrame) -> None:

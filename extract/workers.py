@@ -24,6 +24,7 @@ or other state. Results are pickled back (numpy arrays and tensors by value).
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing as mp
 import pickle
 import signal
@@ -46,6 +47,7 @@ def _context():
 
 def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    faulthandler.disable()  # a decoder that crashes is recorded by the pool, not dumped on the user's terminal
     try:
         import torch
 

@@ -111,8 +111,13 @@ def build_backbone(
     elif weights == "kinetics400":
         path = _find_kinetics_file(name, weights_path, weights_url, allow_download)
         model = _CONSTRUCTORS[name]()
+        from store.artifacts import ArtifactError, load_torch_file
+
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path, what="weights file")
+        except ArtifactError as err:
+            raise WeightsError(str(err)) from None
+        try:
             model.load_state_dict(state)
         except Exception as err:
             raise WeightsError(f"cannot load weights from {path}: {str(err).splitlines()[0][:200]}") from None

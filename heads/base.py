@@ -101,7 +101,11 @@ class HeadBase:
             from heads.registry import HeadError
 
             raise HeadError(f"{folder} holds no saved head ({HEAD_FILE}); train the run again with this version")
-        spec = yaml.safe_load(path.read_text())
+        from store.artifacts import ArtifactError, read_yaml_file
+
+        spec = read_yaml_file(path, "saved head")
+        if not isinstance(spec, dict):
+            raise ArtifactError(f"saved head {path} is not a mapping of fields")
         check_version(spec.get("version"), HEAD_FORMAT_VERSION, f"saved head {path}")
         head = cls(cls.Params.model_validate(spec["cfg"]))
         head.load_weights(folder, spec.get("model_args") or {})

@@ -264,7 +264,8 @@ def cross_validate(
     if shuffle_labels:
         labels = shuffle_labels_by_group(labels, groups, seed + 1)
     folds = assign_folds(rows, labels, n_folds, seed, split)
-    audit = audit_folds(folds, rows["video_id"].to_numpy(), groups)
+    hashes = rows["content_hash"].to_numpy() if "content_hash" in rows.columns else None
+    audit = audit_folds(folds, rows["video_id"].to_numpy(), groups, hashes)
     is_original = rows["variant"].to_numpy() == 0
     outcomes = []
     for fold in range(n_folds):

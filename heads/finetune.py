@@ -48,6 +48,7 @@ from heads.registry import head_class
 from heads.runs import RunSummary, json_safe
 from heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
 from store import StoreProvenance
+from store.artifacts import load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -79,7 +80,7 @@ def load_init(path: str | Path) -> Init:
     path = Path(path)
     if (path / MODEL_SPEC).is_file():
         spec = ModelSpec.read(path)
-        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        state = load_torch_file(path / "weights.pt", what="model weights file")
         head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
         return Init(spec.provenance, spec.scale, spec.tap, spec.head, spec.head_args, head_state, state, {"model": str(path)})
     if not (path / "summary.json").is_file():
@@ -246,7 +247,7 @@ class Trainer:
         path = self.out / CHECKPOINT
         if not path.is_file():
             raise FinetuneError(f"--resume: no checkpoint at {path}")
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        ckpt = load_torch_file(path, self.device, what="fine-tuning checkpoint")
         self.model.load_state_dict(ckpt["model"])
         self.optimiser.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

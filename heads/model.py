@@ -59,7 +59,12 @@ class ModelSpec:
     @classmethod
     def read(cls, folder: str | Path) -> "ModelSpec":
         path = Path(folder) / MODEL_SPEC
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {}, f"model {folder} ({MODEL_SPEC})")
+        from store.artifacts import ArtifactError, read_yaml_file
+
+        data = read_yaml_file(path, "model spec")
+        if data is not None and not isinstance(data, dict):
+            raise ArtifactError(f"model spec {path} is not a mapping of fields")
+        return cls.from_dict(data or {}, f"model {folder} ({MODEL_SPEC})")
 
     def write(self, folder: str | Path) -> None:
         from heads.runs import json_safe

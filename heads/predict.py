@@ -7,29 +7,34 @@ and the run's fold models (and their calibrations) each score the video; their m
 the probability, called fake above the mean of the folds' thresholds. Features are
 rounded to the store's dtype, as the heads saw them. ``--tta`` averages over the
 augmented variants the store drew for the video: its plans are seeded by the video's id,
-which is the file's stem unless a samples table (``--samples``) names it otherwise.
+which is, as in ``index``, its path relative to the folder given (extension included;
+the file's name when one file is given), unless a samples table (``--samples``) names it.
 
-Videos decode in DataLoader workers; their clips are gathered across videos into
-forward passes of ``batch_size`` clips or more, on the GPU when there is one.
+Videos decode in worker processes with extraction's time limit (``extract.decode_timeout``)
+and size guards (extract/workers.py); their clips are gathered across videos into forward
+passes of ``batch_size`` clips or more, on the GPU when there is one.
 
-Every file gets a row: path, video_id, prob_fake, label, n_clips, status, reason (a file
-that cannot be read gets status failed, its reason, and no probability).
+Every entry with a video suffix gets a row: path, video_id, prob_fake, pred_label,
+n_clips, status, reason (one that cannot be read, a broken symlink or a directory among
+them, gets status failed, its reason, and no probability).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs import Config, FeaturesConfig
 from extract.clips import clips_of_video, make_variant, variant_ops
+from extract.sources import check_path, find_video_entries, relative_id
 from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
+from extract.workers import decode_in_workers
 from features.backbone import BackboneTaps
 from features.pooling import summarise_maps
 from heads.crossval import apply_calibration_params
@@ -39,40 +44,46 @@ from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_c
 from heads.registry import head_class
 from heads.runs import RunSummary
 from store import StoreProvenance
+from store.artifacts import load_torch_file
 
-PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "label", "n_clips", "status", "reason")
+PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "pred_label", "n_clips", "status", "reason")
 
 
 class PredictError(ValueError):
     """A model path that is neither a model nor a run, or an input with no videos."""
 
 
-def list_videos(target: str | Path) -> list[Path]:
+def list_videos(target: str | Path) -> list[tuple[Path, str]]:
+    """(path, default id) of every entry with a video suffix under a folder (readable or
+    not: the broken ones become failed rows), or of the one file given."""
     target = Path(target)
-    if target.is_file():
-        return [target]
     if target.is_dir():
-        found = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        found = find_video_entries(target)
         if found:
-            return found
+            return [(p, relative_id(p, target)) for p in found]
         raise PredictError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {target}")
+    if target.exists() or target.is_symlink():
+        return [(target, target.name)]
     raise PredictError(f"not found: {target}")
 
 
-class _Videos(Dataset):
-    def __init__(self, paths: list[Path], prepare):
-        self.paths, self.prepare = paths, prepare
+class _Prepare:
+    """``fn`` for the decode workers: a predictor's clips of one video, or the reason not."""
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    def __init__(self, prepare):
+        self.prepare = prepare
 
-    def __getitem__(self, i: int) -> dict:
+    def __call__(self, task: tuple[str, str]) -> dict:
+        path, video_id = task
+        reason = check_path(path)
+        if reason:
+            return {"reason": reason}
         try:
-            return {"index": i, "reason": "", **self.prepare(self.paths[i])}
+            return {"reason": "", **self.prepare(Path(path), video_id)}
         except VideoError as err:
-            return {"index": i, "reason": str(err)}
+            return {"reason": str(err)}
         except Exception as err:  # one odd file must not stop the others
-            return {"index": i, "reason": unexpected_reason(err)}
+            return {"reason": unexpected_reason(err)}
 
 
 class ModelPredictor:
@@ -83,17 +94,19 @@ class ModelPredictor:
         self.spec, self.tta, self.device, self.video_ids = spec, tta, device, video_ids or {}
         head = head_class(spec.head).build_module(spec.head_args)
         self.model = VideoClassifier(backbone_of(spec.provenance, cfg.backbone), spec.tap, head)
-        self.model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
+        self.model.load_state_dict(load_torch_file(folder / "weights.pt", what="model weights file"))
         self.model.to(device).eval()
         self.clip = clip_config_of(spec.provenance)
         self.scale = spec.scale
         self.policy = augment_config_of(spec.provenance)
         self.threshold = float(spec.threshold)
+        self.limits = cfg.extract
         self.forward_passes = 0
 
-    def prepare(self, path: Path) -> dict:
-        decoded = decode_clip(path, self.clip.frames, self.clip.size)
-        plans = variant_ops(self.policy, video_id_of(path, self.video_ids), self.clip.frames) if self.tta else [[]]
+    def prepare(self, path: Path, video_id: str) -> dict:
+        x = self.limits
+        decoded = decode_clip(path, self.clip.frames, self.clip.size, max_pixels=x.max_pixels or None, max_duration=x.max_duration or None)
+        plans = variant_ops(self.policy, video_id, self.clip.frames) if self.tta else [[]]
         clips = torch.stack([clip_at_scale(make_variant(decoded.frames, decoded.box, ops), self.clip, self.scale) for ops in plans])
         return {"clips": clips}
 
@@ -121,6 +134,7 @@ class RunPredictor:
             clip=clip_config_of(provenance),
             augment=policy.model_copy(update={"variants": policy.variants if tta else 0}),
             features=FeaturesConfig(handcrafted=record.get("handcrafted") is not None),
+            extract=cfg.extract,
         )
         # features are rounded to the dtype the store keeps them in, as the heads saw them
         self.stored_dtype = np.dtype(provenance.extract.get("dtype", "float32"))
@@ -134,10 +148,10 @@ class RunPredictor:
         self.threshold = float(np.mean([c["threshold"] for c in self.calibrations]))
         self.forward_passes = 0
 
-    def prepare(self, path: Path) -> dict:
+    def prepare(self, path: Path, video_id: str) -> dict:
         info = probe_video(path)
         meta = {k: info.get(k) for k in ("bitrate", "fps", "width", "height", "duration", "codec")}
-        made = clips_of_video(str(path), video_id_of(path, self.video_ids), self.pipeline, meta)
+        made = clips_of_video(str(path), video_id, self.pipeline, meta)
         return {"clips": made["clips"][self.scale], "handcrafted": made["handcrafted"].get(self.scale)}
 
     def head_data(self, outputs: dict[str, torch.Tensor], items: list[dict]) -> HeadData:
@@ -162,29 +176,29 @@ class RunPredictor:
         return _per_video(per_clip, sizes)
 
 
-def video_id_of(path: Path, video_ids: dict[str, str]) -> str:
-    """The id a video has in the samples table (its variants are seeded by it), else its stem."""
-    return video_ids.get(str(Path(path).resolve()), Path(path).stem)
+def video_id_of(path: Path, video_ids: dict[str, str], default: str | None = None) -> str:
+    """The id a video has in the samples table (its variants are seeded by it), else
+    ``default`` (its path relative to the folder predicted on), else its file name."""
+    return video_ids.get(os.path.abspath(path), default or Path(path).name)
 
 
 def read_video_ids(samples: str | Path | None) -> dict[str, str]:
-    """path -> video_id from a samples table (``index``'s output)."""
+    """absolute path -> video_id from a samples table (``index``'s output)."""
     if samples is None:
         return {}
     path = Path(samples)
     if not path.is_file():
         raise PredictError(f"samples table not found: {path}")
-    table = pl.read_parquet(path, columns=["path", "video_id"])
-    return {str(Path(p).resolve()): v for p, v in zip(table["path"].to_list(), table["video_id"].to_list())}
+    try:
+        table = pl.read_parquet(path, columns=["path", "video_id"])
+    except Exception as err:
+        raise PredictError(f"{path} is not a samples table with path and video_id columns ({type(err).__name__})") from None
+    return {os.path.abspath(p): v for p, v in zip(table["path"].to_list(), table["video_id"].to_list()) if p}
 
 
 def _per_video(per_clip: np.ndarray, sizes: list[int]) -> list[tuple[float, int]]:
     """Clip probabilities of consecutive videos (``sizes`` clips each) -> (mean, clips) per video."""
     return [(float(part.mean()), n) for part, n in zip(np.split(per_clip, np.cumsum(sizes)[:-1]), sizes)]
-
-
-def _first(batch: list[dict]) -> dict:
-    return batch[0]
 
 
 def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto", samples: str | Path | None = None):
@@ -201,36 +215,45 @@ def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: st
 def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, batch_size: int = 32,
             progress: bool = True, samples: str | Path | None = None) -> pl.DataFrame:
     return predict_videos(load_predictor(model, cfg, tta, samples=samples), list_videos(target), workers=workers, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, cfg=cfg)
 
 
-def predict_videos(predictor, paths: list[Path], *, workers: int = 2, batch_size: int = 32, progress: bool = True) -> pl.DataFrame:
-    """Videos are decoded in ``workers`` processes; their clips are gathered across videos
-    into forward passes of at least ``batch_size`` clips (a video's clips never split)."""
+def predict_videos(predictor, entries: list, *, workers: int = 2, batch_size: int = 32, progress: bool = True,
+                   cfg: Config | None = None) -> pl.DataFrame:
+    """Videos are decoded in ``workers`` processes (``cfg.extract.decode_timeout`` each);
+    their clips are gathered across videos into forward passes of at least ``batch_size``
+    clips (a video's clips never split). ``entries``: (path, default id) pairs, or paths."""
     if batch_size < 1:
-        raise PredictError(f"batch_size must be at least 1, got {batch_size}")
-    loader = DataLoader(_Videos(paths, predictor.prepare), batch_size=1, collate_fn=_first, num_workers=workers)
+        raise PredictError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise PredictError(f"--workers must be 0 (decode in this process) or more, got {workers}")
+    entries = [(Path(e), None) if isinstance(e, (str, Path)) else (Path(e[0]), e[1]) for e in entries]
+    ids = [video_id_of(p, predictor.video_ids, default) for p, default in entries]
+    timeout = (cfg.extract.decode_timeout if cfg is not None else 0) or None
     rows: list[dict] = []
     pending: list[dict] = []
 
+    def row(index: int, **values) -> dict:
+        return {"index": index, "path": str(entries[index][0]), "video_id": ids[index], **values}
+
     def flush() -> None:
         for item, (prob, n) in zip(pending, predictor.score_batch(pending)):
-            path = paths[item["index"]]
-            rows.append({"index": item["index"], "path": str(path), "video_id": video_id_of(path, predictor.video_ids), "prob_fake": prob,
-                         "label": "fake" if prob >= predictor.threshold else "real", "n_clips": n, "status": "ok", "reason": ""})
+            rows.append(row(item["index"], prob_fake=prob, pred_label="fake" if prob >= predictor.threshold else "real", n_clips=n,
+                            status="ok", reason=""))
         pending.clear()
 
-    for item in tqdm(loader, total=len(paths), unit="video", desc="predict", disable=not progress):
-        if item["reason"]:
-            path = paths[item["index"]]
-            rows.append({"index": item["index"], "path": str(path), "video_id": video_id_of(path, predictor.video_ids), "prob_fake": None, "label": None,
-                         "n_clips": 0, "status": "failed", "reason": item["reason"]})
+    tasks = [(str(p), video_id) for (p, _), video_id in zip(entries, ids)]
+    results = decode_in_workers(_Prepare(predictor.prepare), tasks, workers, timeout=timeout, name="predict-decode")
+    for index, item in tqdm(results, total=len(tasks), unit="video", desc="predict", disable=not progress):
+        item["index"] = index
+        if item.get("reason"):
+            rows.append(row(index, prob_fake=None, pred_label=None, n_clips=0, status="failed", reason=item["reason"]))
             continue
         pending.append(item)
         if sum(len(it["clips"]) for it in pending) >= batch_size:
             flush()
     if pending:
         flush()
-    schema = {"index": pl.Int64, "path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "label": pl.String,
+    schema = {"index": pl.Int64, "path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "pred_label": pl.String,
               "n_clips": pl.Int64, "status": pl.String, "reason": pl.String}
     return pl.DataFrame(rows, schema=schema).sort("index").drop("index")

@@ -147,6 +147,11 @@ def format_summary(summary: RunSummary) -> str:
         f"split: {summary.split} {summary.n_folds}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
         f"groups in two folds: {audit['leaking_groups']}, videos in two folds: {audit['leaking_videos']}"
     )
+    if audit.get("leaking_identical_files"):
+        lines.append(
+            f"LEAK: {audit['leaking_identical_files']} sets of identical files under different ids are in different folds "
+            f"(e.g. {audit['examples'][-1]}); give them one group"
+        )
     if summary.split != "grouped":
         lines.append("WARNING: naive row-level split; variants and near-duplicates cross folds, scores are inflated")
     if summary.shuffle_labels:

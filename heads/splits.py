@@ -47,8 +47,11 @@ def naive_row_folds(n_rows: int, n_folds: int, seed: int = 0) -> np.ndarray:
     return rng.permutation(np.arange(n_rows) % n_folds)
 
 
-def audit_folds(folds: np.ndarray, video_ids: np.ndarray, groups: np.ndarray) -> dict:
-    """How many videos and groups appear in more than one fold (both must be 0)."""
+def audit_folds(folds: np.ndarray, video_ids: np.ndarray, groups: np.ndarray, hashes: np.ndarray | None = None) -> dict:
+    """How many videos and groups appear in more than one fold (both must be 0), and, from
+    the files' content hashes (the index's ``content_hash``: size and first and last MiB),
+    how many identical files under different ids sit in different folds (a leak the ids
+    and groups cannot show)."""
     folds, video_ids, groups = np.asarray(folds), np.asarray(video_ids), np.asarray(groups)
 
     def spread(keys: np.ndarray) -> list:
@@ -58,13 +61,27 @@ def audit_folds(folds: np.ndarray, video_ids: np.ndarray, groups: np.ndarray) ->
 
     leaking_groups = spread(groups)
     leaking_videos = spread(video_ids)
+    identical, leaking_identical = 0, []
+    if hashes is not None:
+        hashes = np.asarray(hashes).astype(str)
+        known = hashes != ""
+        per_hash: dict[str, set] = {}
+        folds_of: dict[str, set] = {}
+        for h, v, f in zip(hashes[known].tolist(), video_ids[known].tolist(), folds[known].tolist()):
+            per_hash.setdefault(h, set()).add(v)
+            folds_of.setdefault(h, set()).add(f)
+        shared = [h for h, vs in per_hash.items() if len(vs) > 1]
+        identical = len(shared)
+        leaking_identical = [" = ".join(sorted(per_hash[h])) for h in shared if len(folds_of[h]) > 1]
     return {
         "n_folds": int(len(np.unique(folds))),
         "n_groups": int(len(np.unique(groups))),
         "n_videos": int(len(np.unique(video_ids))),
         "leaking_groups": len(leaking_groups),
         "leaking_videos": len(leaking_videos),
-        "examples": (leaking_groups + leaking_videos)[:5],
+        "identical_files": identical,  # sets of identical files under different ids
+        "leaking_identical_files": len(leaking_identical),  # of those, split across folds
+        "examples": (leaking_groups + leaking_videos + leaking_identical)[:5],
     }
 
 

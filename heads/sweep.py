@@ -54,7 +54,8 @@ def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_fol
     base = configs[0].train
     labels = data.rows["label"].to_numpy().astype(np.int64)
     folds = assign_folds(data.rows, labels, base.folds, base.seed, "grouped")
-    audit = audit_folds(folds, data.rows["video_id"].to_numpy(), data.rows["group"].to_numpy())
+    hashes = data.rows["content_hash"].to_numpy() if "content_hash" in data.rows.columns else None
+    audit = audit_folds(folds, data.rows["video_id"].to_numpy(), data.rows["group"].to_numpy(), hashes)
     outcomes, chosen = [], []
     for fold in range(base.folds):
         train = np.flatnonzero(folds != fold)

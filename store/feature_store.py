@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -99,6 +102,26 @@ def codecs(codec: str = "zstd", level: int = 3, shuffle: str = "shuffle") -> lis
     return out + [Crc32cCodec()]
 
 
+def _creator_alive(creator: Any) -> bool:
+    """Whether the process that began creating a store may still be at it: alive on this
+    host, or, elsewhere, begun within the last ten minutes."""
+    if not isinstance(creator, dict):
+        return False
+    try:
+        if creator.get("host") == socket.gethostname():
+            if int(creator["pid"]) == os.getpid():
+                return False
+            os.kill(int(creator["pid"]), 0)
+            return True
+        return time.time() - float(creator["at"]) < 600
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -144,7 +167,11 @@ class FeatureStore:
         if cls.exists(path):
             raise StoreError(f"store {path} already exists")
         layout = ShardLayout(rows_per_video, shard_videos, rows.height // rows_per_video)
-        group = zarr.open_group(path, mode="w")
+        try:
+            group = zarr.open_group(path, mode="w-")  # never over a store another process just made
+        except Exception as err:
+            raise StoreError(f"store {path} already exists ({type(err).__name__})") from None
+        group.attrs["creator"] = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
         table = group.create_group("rows")
         for name, dtype in GIVEN_COLUMNS.items():
             fill = "" if dtype is str else (np.nan if np.issubdtype(dtype, np.floating) else 0)
@@ -224,10 +251,23 @@ class FeatureStore:
             attrs = {}
         if attrs.get("ready") or fs.exists(f"{root}/done"):
             return False
+        if _creator_alive(attrs.get("creator")):
+            return False  # another process is creating it right now
         if attrs.get("n_rows", 0) and attrs.get("schema_version") is not None and "ready" in attrs:
             return False  # a growth cut short keeps its rows: growing again repairs it
         fs.rm(root, recursive=True)
         return True
+
+    @classmethod
+    def being_created(cls, path: str) -> bool:
+        """Whether another live process is creating the store at ``path`` right now."""
+        if not cls.exists(path):
+            return False
+        try:
+            attrs = zarr.open_group(str(path), mode="r").attrs
+        except Exception:
+            return False
+        return not attrs.get("ready") and _creator_alive(attrs.get("creator"))
 
     @classmethod
     def open(cls, path: str, mode: str = "r") -> "FeatureStore":

@@ -25,6 +25,7 @@ and the size; the shard has no marker, so the next run recomputes it.
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 import warnings
@@ -34,6 +35,11 @@ import numpy as np
 
 from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore, StoreError, block_checksum, scale_key
 from store.lease import Leases
+
+
+# Seconds to wait between a shard's data and its marker: only for the test that kills a
+# process at that point (tests/test_integrity.py); never set it otherwise.
+_PAUSE_BEFORE_MARKER = float(os.environ.get("VIDSTORE_TEST_PAUSE_BEFORE_MARKER", "0") or 0)
 
 
 class LostLease(Warning):
@@ -157,6 +163,8 @@ class ShardWriter:
                     f"shard {shard} of {self.store.path}: {differ[0]} reads back other values than were written "
                     "(another process wrote it, or the storage is faulty); not marked done, it will be recomputed"
                 )
+            if _PAUSE_BEFORE_MARKER:  # tests kill a real process here, between data and marker
+                time.sleep(_PAUSE_BEFORE_MARKER)
             if self.leases is not None and not self.leases.holds(shard):
                 with self._lock:
                     self.lost.append(shard)
@@ -168,7 +176,7 @@ class ShardWriter:
                 size = sum(b.nbytes for b in buffers.values()) / 2**20
                 raise StoreError(
                     f"no space left on the device of {self.store.path} while writing shard {shard} "
-                    f"(up to {size:.0f} MiB uncompressed): free some space and run extract again; it resumes at this shard"
+                    f"(up to {size:.1f} MiB uncompressed): free some space and run extract again; it resumes at this shard"
                 ) from None
             raise
         finally:

@@ -68,19 +68,19 @@ def test_predict_is_the_mean_of_the_fold_models_on_the_stored_features(video_sto
     ids = table["video_id"].to_list()[:3]
     cfg = load_config(ROOT / "configs/demo.yaml", TINY)
 
-    (tmp_path / "plain").mkdir()
-    for path in videos:
-        shutil.copy(path, tmp_path / "plain" / path.name)
+    for path, video in zip(videos, ids):  # a copy of the indexed folder: the same relative paths
+        (tmp_path / "plain" / video).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "plain" / video)
     plain = predict(run_dir, tmp_path / "plain", cfg, workers=0, progress=False).sort("video_id")
-    assert plain["video_id"].to_list() == sorted(ids)  # here the ids are the file stems
+    assert plain["video_id"].to_list() == sorted(ids)  # ids are paths relative to the folder, as in index
     expected = stored_probabilities(run_dir, video_store["store"], sorted(ids), every_variant=False)
     assert np.allclose(plain["prob_fake"].to_numpy(), expected, atol=FLOAT16), (plain["prob_fake"].to_list(), expected)
 
     # FVC-like files: every file is video.mp4 in a folder, so the stem is not the id; the
     # samples table names the ids and --tta then uses the store's own variants of each video
     renamed = []
-    for path, video in zip(videos, ids):
-        target = tmp_path / "fvc" / video / "video.mp4"
+    for i, path in enumerate(videos):
+        target = tmp_path / "fvc" / f"v{i}" / "video.mp4"
         target.parent.mkdir(parents=True)
         shutil.copy(path, target)
         renamed.append(target)
@@ -104,17 +104,17 @@ def test_predict_is_the_mean_of_the_fold_models_on_the_stored_features(video_sto
         assert np.allclose(in_workers["prob_fake"].to_numpy(), tta["prob_fake"].to_numpy(), atol=1e-6)
 
 
-def test_tta_by_file_stem_uses_other_variants_when_the_stem_is_not_the_id(video_store, tmp_path):
-    """The check above can fail: with the stem as the id, the variants are not the store's."""
+def test_tta_by_default_id_uses_other_variants_when_it_is_not_the_stores_id(video_store, tmp_path):
+    """The check above can fail: with the folder-relative path as the id, the variants are not the store's."""
     run_dir = train_run(video_store, tmp_path / "runs", "logreg", "none")
     table = video_store["table"]
     ids = table["video_id"].to_list()[:2]
-    for path, video in zip(table["path"].to_list()[:2], ids):
-        (tmp_path / "fvc" / video).mkdir(parents=True)
-        shutil.copy(path, tmp_path / "fvc" / video / "video.mp4")
+    for i, path in enumerate(table["path"].to_list()[:2]):
+        (tmp_path / "fvc" / f"v{i}").mkdir(parents=True)
+        shutil.copy(path, tmp_path / "fvc" / f"v{i}" / "video.mp4")
     cfg = load_config(ROOT / "configs/demo.yaml", TINY)
     by_stem = predict(run_dir, tmp_path / "fvc", cfg, tta=True, workers=0, progress=False).sort("path")
-    assert by_stem["video_id"].to_list() == ["video", "video"]
+    assert by_stem["video_id"].to_list() == ["v0/video.mp4", "v1/video.mp4"]
     expected = stored_probabilities(run_dir, video_store["store"], ids, every_variant=True)
     assert not np.allclose(by_stem["prob_fake"].to_numpy(), expected, atol=1e-6)
 

@@ -68,20 +68,31 @@ def n_markers(store_path) -> int:
 
 @pytest.mark.parametrize(
     "point",
-    ["store being created", "first shard being computed", "after 1 shard", "after 4 shards"],
+    ["store being created", "first shard being computed", "between a shard's data and its marker", "after 1 shard", "after 4 shards"],
 )
 def test_sigkill_then_restart_gives_the_same_store(data, tmp_path, point):
     store_path = tmp_path / "killed.zarr"
+    first_data = store_path / "s32" / "embedding" / "c" / "0" / "0"  # shard 0's file of one array
     ready = {
         "store being created": lambda: (store_path / "zarr.json").exists(),
-        "first shard being computed": lambda: (store_path / "rows" / "augment" / "c").exists(),
+        # the first shard's lease is taken: its videos are being decoded and computed
+        "first shard being computed": lambda: (store_path / "done" / "000000.lease").exists(),
+        "between a shard's data and its marker": lambda: first_data.exists() and n_markers(store_path) == 0
+        and (store_path / "done" / "000000.lease").exists(),
         "after 1 shard": lambda: n_markers(store_path) >= 1,
         "after 4 shards": lambda: n_markers(store_path) >= 4,
     }[point]
-    proc = subprocess.Popen(extract_cmd(data["samples"], store_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if point == "between a shard's data and its marker":  # the writer waits there long enough to be killed
+        env["VIDSTORE_TEST_PAUSE_BEFORE_MARKER"] = "60"
+    proc = subprocess.Popen(extract_cmd(data["samples"], store_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     kill_when(proc, ready)
     left = n_markers(store_path)
     assert left < 6
+    if point in ("first shard being computed", "between a shard's data and its marker"):
+        assert left == 0 and (store_path / "done" / "000000.lease").exists()  # the killed process's lease stays behind
+        if point == "between a shard's data and its marker":
+            assert first_data.exists()
     again = subprocess.run(extract_cmd(data["samples"], store_path), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"{2 * left} already done" in again.stdout or (left == 0 and "0 already done" in again.stdout)

@@ -88,4 +88,6 @@ class GbmHead(HeadBase):
         self.booster.save_model(str(folder / "model.txt"))
 
     def load_weights(self, folder: Path, model_args: dict) -> None:
-        self.booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        from store.artifacts import load_lightgbm_model
+
+        self.booster = load_lightgbm_model(folder / "model.txt")

@@ -210,7 +210,9 @@ class InceptionHead3D(HeadBase):
     def load_weights(self, folder: Path, model_args: dict) -> None:
         self.args = model_args
         self.net = self.build_module(model_args)
-        self.net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
+        from store.artifacts import load_torch_file
+
+        self.net.load_state_dict(load_torch_file(folder / "weights.pt", what="head weights file"))
         self.net.eval()
 
     @classmethod
