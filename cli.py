@@ -217,12 +217,14 @@ def extract(
     shard: Optional[str] = typer.Option(
         None, help="this writer's share as i/n (default: torchrun's RANK/WORLD_SIZE or a SLURM array's task)"
     ),
+    verify: bool = typer.Option(False, help="read this rank's done shards back first; recompute those that differ from their checksums"),
 ) -> None:
     """Run the backbone over every indexed video and fill the feature store (resumable;
     several ranks can fill one store)."""
     from extract.job import run_extract
 
     extra = [f"extract.device={device}"] if device else []
+    extra += ["extract.verify=true"] if verify else []
     cfg = _config(config, overrides, extra)
     report = run_extract(samples, store, cfg, shard=shard)
     _print_extract_report(report)
@@ -506,6 +508,9 @@ def os_error_line(err: OSError) -> str:
 
 
 def main() -> None:
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         app()
     except Exception as err:

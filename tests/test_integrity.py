@@ -209,9 +209,10 @@ def test_a_marker_over_missing_or_other_data_is_found_and_recomputed(tmp_path):
     assert run_extract(samples, store_path, cfg, progress=False).n_done == 0  # a plain run trusts markers (cheap)
     proc = run_cli("store", "validate", str(store_path), check=False)
     assert proc.returncode == 1 and "differs from the checksum" in proc.stdout and "extract --verify" in proc.stderr
-    with pytest.warns(UserWarning, match="shard 2 is recomputed: s32/embedding of shard 2 differs"):
-        fixed = run_extract(samples, store_path, load_config(ROOT / "configs/demo.yaml", SETS + ["extract.verify=true"]), progress=False)
-    assert fixed.n_done == 2 and validate_store(FeatureStore.open(str(store_path))).ok
+    fixed = run_cli("extract", "--samples", str(samples), "--store", str(store_path), "-c", "configs/demo.yaml", *CLI_SETS, "--verify")
+    assert "warning: shard 2 is recomputed: s32/embedding of shard 2 differs from its marker's checksum" in fixed.stderr
+    assert "2 videos extracted" in fixed.stdout and "Traceback" not in fixed.stderr
+    assert validate_store(FeatureStore.open(str(store_path))).ok
 
 
 # -- disk full --------------------------------------------------------------------------------
