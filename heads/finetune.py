@@ -6,7 +6,7 @@
 
 The head starts from a head trained on the store's maps (the best fold of a map head's
 run, such as ``inception``, same tap and scale), the backbone from the weights the store recorded. Clips come
-from extraction's pipeline, decoded in DataLoader workers; training clips draw fresh
+from extraction's pipeline, decoded in worker processes with its time limit; training clips draw fresh
 augmentations every epoch. A grouped hold-out (the same rule as the heads) drives early
 stopping and the threshold. Checkpoints (model, optimiser, scheduler, scaler, epoch,
 step, RNG states, config) are written every epoch and on SIGTERM; ``--resume`` continues
@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +35,13 @@ import polars as pl
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from configs import Config
 from extract.augment import draw_variant, variant_rng
 from extract.clips import make_variant
 from extract.job import read_samples
 from extract.video import VideoError, decode_clip
+from extract.workers import decode_in_workers
 from heads.metrics import binary_metrics, choose_threshold, log_loss
 from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
@@ -106,8 +107,8 @@ def build_model(init: Init, cfg: Config) -> VideoClassifier:
     return model
 
 
-class Clips(Dataset):
-    """Item i: (clip (3, T, s, s), label, i), or (None, label, i) for a video that cannot
+class Clips:
+    """``clips(i)``: (clip (3, T, s, s), label, i), or (None, label, i) for a video that cannot
     be decoded. Training clips draw fresh augmentations per epoch with the store's policy
     (an explicit policy cycles through its lists), seeded by (seed, video_id, epoch),
     whatever worker or rank makes them."""
@@ -124,6 +125,9 @@ class Clips(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        return self(i)
+
+    def __call__(self, i: int):
         try:
             decoded = decode_clip(self.paths[i], self.clip.frames, self.clip.size)
         except VideoError:
@@ -263,12 +267,19 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------
 
-    def _loader(self, rows_batches: list[list[int]], dataset: Clips, epoch: int) -> DataLoader:
-        return DataLoader(
-            dataset, batch_sampler=rows_batches, collate_fn=collate, num_workers=self.f.num_workers,
-            generator=torch.Generator().manual_seed(self.f.seed * 1000 + epoch),
-            pin_memory=self.device.type == "cuda",
-        )
+    def _loader(self, rows_batches: list[list[int]], dataset: Clips, epoch: int) -> Iterator:
+        """The batches, collated, their clips made in ``finetune.num_workers`` processes by the
+        decode pool of extraction (``extract/workers.py``): a video that hangs past
+        ``extract.decode_timeout`` or crashes its worker is a failed video of its batch."""
+        flat = [row for batch in rows_batches for row in batch]
+        made = decode_in_workers(dataset, flat, self.f.num_workers, timeout=self.cfg.extract.decode_timeout or None,
+                                 prefetch=2, name="finetune-decode")
+        for batch in rows_batches:
+            items = []
+            for row in batch:
+                _, item = next(made)
+                items.append(item if isinstance(item, tuple) else (None, dataset.labels[row], row))  # a dict: timed out or died
+            yield collate(items)
 
     def train_step(self, clips: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimiser step over the batch, in micro-batches; on out-of-memory the

@@ -201,6 +201,16 @@ def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):
     assert bad.returncode == 2 and "neither a model folder" in bad.stderr
 
 
+def test_decode_workers_give_the_same_fine_tuned_weights(world, model_dir, tmp_path):
+    """Clips made in two worker processes (the decode pool, with its time limit) train the
+    same model, bit for bit, as clips made in the training process."""
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.num_workers=2"])
+    finetune(world["samples"], world["inception"], tmp_path / "workers", cfg)
+    ours = torch.load(tmp_path / "workers" / "weights.pt", weights_only=True)
+    theirs = torch.load(model_dir / "weights.pt", weights_only=True)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_final_model_trains_on_every_video_for_the_holdout_epochs(world, model_dir, tmp_path):
     result = finetune(world["samples"], world["inception"], tmp_path / "final", load_config(ROOT / "configs/demo.yaml", TINY + FT),
                       final_from=model_dir)
