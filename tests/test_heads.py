@@ -176,7 +176,7 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     read = RunSummary.read(run_dir)
     assert read.to_dict() == summary.to_dict() and read.reads == "embedding" and read.inputs == "vectors" and read.tap is None
     saved = json.loads((run_dir / "summary.json").read_text())
-    for version, needle in [(99, "format version 99; this vidstore reads up to 2: upgrade vidstore"),
+    for version, needle in [(99, "format version 99; this vidstore reads up to 3: upgrade vidstore"),
                             (None, "has no format version (written by an older vidstore)")]:
         (run_dir / "summary.json").write_text(json.dumps({**saved, "version": version}))
         proc = run_cli("runs", "compare", str(run_dir), check=False)
