@@ -12,8 +12,9 @@ which is the file's stem unless a samples table (``--samples``) names it otherwi
 Videos decode in DataLoader workers; their clips are gathered across videos into
 forward passes of ``batch_size`` clips or more, on the GPU when there is one.
 
-Every file gets a row: path, video_id, prob_fake, label, n_clips, status, reason (a file
-that cannot be read gets status failed, its reason, and no probability).
+Every file gets a row: path, video_id, prob_fake, pred_label (the predicted class; "label"
+is the truth everywhere else), n_clips, status, reason (a file that cannot be read gets
+status failed, its reason, and no probability).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from heads.registry import head_class
 from heads.runs import RunSummary
 from store import StoreProvenance
 
-PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "label", "n_clips", "status", "reason")
+PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "pred_label", "n_clips", "status", "reason")
 
 
 class PredictError(ValueError):
@@ -217,13 +218,13 @@ def predict_videos(predictor, paths: list[Path], *, workers: int = 2, batch_size
         for item, (prob, n) in zip(pending, predictor.score_batch(pending)):
             path = paths[item["index"]]
             rows.append({"index": item["index"], "path": str(path), "video_id": video_id_of(path, predictor.video_ids), "prob_fake": prob,
-                         "label": "fake" if prob >= predictor.threshold else "real", "n_clips": n, "status": "ok", "reason": ""})
+                         "pred_label": "fake" if prob >= predictor.threshold else "real", "n_clips": n, "status": "ok", "reason": ""})
         pending.clear()
 
     for item in tqdm(loader, total=len(paths), unit="video", desc="predict", disable=not progress):
         if item["reason"]:
             path = paths[item["index"]]
-            rows.append({"index": item["index"], "path": str(path), "video_id": video_id_of(path, predictor.video_ids), "prob_fake": None, "label": None,
+            rows.append({"index": item["index"], "path": str(path), "video_id": video_id_of(path, predictor.video_ids), "prob_fake": None, "pred_label": None,
                          "n_clips": 0, "status": "failed", "reason": item["reason"]})
             continue
         pending.append(item)
@@ -231,6 +232,6 @@ def predict_videos(predictor, paths: list[Path], *, workers: int = 2, batch_size
             flush()
     if pending:
         flush()
-    schema = {"index": pl.Int64, "path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "label": pl.String,
+    schema = {"index": pl.Int64, "path": pl.String, "video_id": pl.String, "prob_fake": pl.Float64, "pred_label": pl.String,
               "n_clips": pl.Int64, "status": pl.String, "reason": pl.String}
     return pl.DataFrame(rows, schema=schema).sort("index").drop("index")

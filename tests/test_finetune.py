@@ -163,12 +163,13 @@ def test_predict_writes_a_row_for_every_file(world, model_dir, corrupt_files, tm
     shutil.copy(corrupt_files["truncated"], folder / "broken.mp4")
     target = {"model": model_dir, "inception": world["inception"], "gbm": world["gbm"]}[which]
     table = predict(target, folder, world["cfg"], workers=0, progress=False)
-    assert table.columns == ["path", "video_id", "prob_fake", "label", "n_clips", "status", "reason"]
+    # the predicted class is pred_label: "label" is the truth everywhere else
+    assert table.columns == ["path", "video_id", "prob_fake", "pred_label", "n_clips", "status", "reason"]
     assert table.height == 4
     broken = table.filter(pl.col("video_id") == "broken").row(0, named=True)
     assert broken["status"] == "failed" and broken["prob_fake"] is None and broken["reason"]
     ok = table.filter(pl.col("status") == "ok")
-    assert ok.height == 3 and ok["prob_fake"].is_between(0, 1).all() and set(ok["label"]) <= {"fake", "real"}
+    assert ok.height == 3 and ok["prob_fake"].is_between(0, 1).all() and set(ok["pred_label"]) <= {"fake", "real"}
     assert (ok["n_clips"] == 1).all()
     tta = predict(target, folder, world["cfg"], tta=True, workers=0, progress=False).filter(pl.col("status") == "ok")
     assert (tta["n_clips"] == 2).all()  # the original and the store's one augmented variant
