@@ -92,8 +92,9 @@ def _confusion(oof, out: Path) -> str:
 def curve_bands(curves: list[dict], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
     """Per kind of fit (``inner``: the inner folds' fits, ``fit``: the inner hold-out's),
     at each step: the mean of ``key`` over the fits that reached it, its standard
-    deviation, and how many fits there were. Early-stopped fits end at different steps;
-    a step counts the fits still running."""
+    deviation, and how many fits there were. Early-stopped fits end at different steps:
+    only steps that at least half of the fits reached are kept, so the mean does not jump
+    as the worse fits stop."""
     out = {}
     watched = [c for c in curves if c.get("stage") != "refit" and key in c]
     if not watched:
@@ -103,13 +104,14 @@ def curve_bands(curves: list[dict], key: str) -> dict[str, tuple[np.ndarray, np.
         mine = [c for c in watched if c["stage"].startswith(kind)]
         if not mine:
             continue
-        steps = np.array(sorted({c[step] for c in mine}))
-        per_step = {x: [] for x in steps.tolist()}
+        n_fits = len({(c["fold"], c["stage"]) for c in mine})
+        per_step: dict = {}
         for c in mine:
-            per_step[c[step]].append(c[key])
+            per_step.setdefault(c[step], []).append(c[key])
+        steps = np.array(sorted(x for x, v in per_step.items() if 2 * len(v) >= n_fits))
         mean = np.array([np.mean(per_step[x]) for x in steps.tolist()])
         std = np.array([np.std(per_step[x]) for x in steps.tolist()])
-        out[kind] = (steps, mean, std, len({(c["fold"], c["stage"]) for c in mine}))
+        out[kind] = (steps, mean, std, n_fits)
     return out
 
 
@@ -124,7 +126,7 @@ def _curves(curves: list[dict], out: Path) -> str | None:
         for kind, (xs, mean, std, n) in curve_bands(watched, key).items():
             line, = ax.plot(xs, mean, ls=style, lw=1.5, label=f"{what}, {names[kind]} (mean of {n})")
             ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(xlabel=step, ylabel="log-loss", title="training curves: mean ± 1 sd over the folds' fits")
+    ax.set(xlabel=step, ylabel="log-loss", title=f"training curves: mean ± 1 sd over the folds' fits\n(each {step} reached by at least half of them)")
     ax.legend(fontsize=7)
     return _save(fig, out / "curves.png")
 
