@@ -147,7 +147,8 @@ def format_summary(summary: RunSummary) -> str:
         folds = " ".join(f"{_cell(v):>7}" for v in m["per_fold"])
         lines.append(f"{name:<17} {mean_std:>15}  {folds} {_cell(summary.pooled[name]):>7}")
     lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary.thresholds)
-                 + f"   (rule {summary.threshold_rule}, chosen on training-side predictions)")
+                 + (f"   (the mean of the fold models' thresholds, rule {summary.threshold_rule})" if summary.split == "external"
+                    else f"   (rule {summary.threshold_rule}, chosen on training-side predictions)"))
     tta = summary.tta
     if tta:
         auc = tta["metrics"]["roc_auc"]
@@ -167,7 +168,7 @@ def format_summary(summary: RunSummary) -> str:
             f"split: {summary.split} {summary.n_folds}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
             f"groups in two folds: {audit['leaking_groups']}, videos in two folds: {audit['leaking_videos']}"
         )
-    if summary.split != "grouped":
+    if summary.split == "naive":
         lines.append("WARNING: naive row-level split; variants and near-duplicates cross folds, scores are inflated")
     if summary.shuffle_labels:
         lines.append("labels were shuffled across groups (permutation check): scores should be at chance")

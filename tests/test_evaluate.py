@@ -110,6 +110,7 @@ def test_evaluate_scores_new_videos_with_the_fold_models_and_leaves_out_the_over
     assert summary.intervals["n_groups"] == 15 and summary.intervals["by_group"]["roc_auc"][0] < summary.pooled["roc_auc"]
     assert {"eer", "tpr_at_fpr_0.01", "tpr_at_fpr_0.05"} <= set(summary.pooled)
     assert "n_groups=15" in proc.stdout and (out / "report.html").is_file()
+    assert "naive" not in proc.stdout and "the mean of the fold models' thresholds" in proc.stdout
 
     table = run_cli("runs", "compare", str(stores["run"]), str(out))
     lines = table.stdout.splitlines()
