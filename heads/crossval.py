@@ -207,9 +207,10 @@ def evaluate_fold(
         if fitted.best_epoch is not None:
             rounds = {"best_epoch": int(fitted.best_epoch)}
         if held_videos is not None and head.refit:
-            fitted = head.fit(train, None, labels, seed + fold, epochs=fitted.best_epoch)
+            chosen = fitted.best_epoch
+            fitted = head.fit(train, None, labels, seed + fold, epochs=chosen)
             curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
-            rounds["refit_rounds"] = fitted.best_epoch
+            rounds["refit_rounds"] = chosen
     threshold, calibrator = 0.5, None
     if held_videos is not None and held_videos.height:
         calibrator = fit_calibrator(calibration, held_videos["prob"].to_numpy(), held_videos["label"].to_numpy())
