@@ -258,7 +258,7 @@ def pool(outcomes: list[FoldOutcome], audit: dict, bootstrap: int, seed: int, th
     intervals = interval_record(y, p, t, oof["group"].to_numpy(), n=bootstrap, seed=seed)
     degenerate = {
         "pooled": degenerate_calls(y, p, t),
-        "folds": {o.result.fold: why for o in outcomes
+        "folds": {str(o.result.fold): why for o in outcomes  # str: JSON's keys, so a summary reads back equal
                   if (why := degenerate_calls(o.videos["label"].to_numpy(), o.videos["prob"].to_numpy(), o.result.threshold))},
     }
     return CrossValResult(
@@ -288,7 +288,7 @@ def evaluation_warnings(intervals: dict, degenerate: dict) -> list[str]:
         out.append(f"worse than chance: the ROC-AUC interval over groups ({lo:.3f} to {hi:.3f}) lies wholly below 0.5; check labels or leakage")
     if degenerate.get("pooled"):
         out.append(f"degenerate threshold: {degenerate['pooled']} (the head answers one class; its F1, precision and recall mean little)")
-    for fold, why in sorted((degenerate.get("folds") or {}).items()):
+    for fold, why in sorted((degenerate.get("folds") or {}).items(), key=lambda item: int(item[0])):
         out.append(f"degenerate threshold in fold {fold}: {why}")
     return out
 
