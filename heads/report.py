@@ -189,6 +189,17 @@ def _importance(top: list, out: Path) -> str | None:
     return _save(fig, out / "importance.png")
 
 
+def _setup_line(summary) -> str:
+    counts = f"({summary.class_counts['real']} real, {summary.class_counts['fake']} fake)"
+    if summary.split == "external":
+        return (f"{summary.n_videos} evaluation videos {counts}, scale {summary.scale}, scored by {summary.n_folds} model(s) "
+                f"(calibration {summary.calibration}, threshold rule {html.escape(summary.threshold_rule)}); {summary.seconds} s. "
+                f"Features: {html.escape(str(summary.store))}.")
+    return (f"{summary.n_videos} validation videos {counts}, {summary.n_rows} store rows ({summary.n_variants} variants a video), "
+            f"scale {summary.scale}, {summary.split} {summary.n_folds}-fold, seed {summary.seed}, calibration {summary.calibration}, "
+            f"threshold rule {html.escape(summary.threshold_rule)}; {summary.seconds} s. Store: {html.escape(str(summary.store))}.")
+
+
 def _weights_line(summary) -> str:
     weights = ((summary.store_provenance or {}).get("backbone") or {}).get("weights") or {}
     source = weights.get("source")
@@ -267,10 +278,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{t
 <h1>{html.escape(summary.head)} on {html.escape(summary.reads)}: {html.escape(summary.run_id)}</h1>
 {_weights_line(summary)}
 {warning}{shuffled}{warnings}
-<p>{summary.n_videos} validation videos ({summary.class_counts['real']} real, {summary.class_counts['fake']} fake),
-{summary.n_rows} store rows ({summary.n_variants} variants a video), scale {summary.scale},
-{summary.split} {summary.n_folds}-fold, seed {summary.seed}, calibration {summary.calibration}, threshold rule {html.escape(summary.threshold_rule)};
-{summary.seconds} s. Store: {html.escape(str(summary.store))}.</p>
+<p>{_setup_line(summary)}</p>
 <p>{how}</p>
 {_fold_table(summary)}
 <h2>Metrics (video level, original clips)</h2>
