@@ -214,7 +214,7 @@ def evaluate(model: str | Path, samples: str | Path, out: str | Path, cfg: Confi
                         f"left out, listed in {OVERLAP_FILE}")
     summary = _external_summary(model, is_model, samples, store, oof, metrics, threshold, intervals, degenerate, warnings)
     summary = replace(summary, evaluated={
-        "model": str(model), "samples": str(samples), "store": store, "scored_by": how, "training_data": sources,
+        "model": str(model.resolve()), "samples": str(samples.resolve()), "store": store, "scored_by": how, "training_data": sources,
         "n_samples_ok": table.height, "n_samples_not_ok": n_not_ok, "n_overlap": overlap.height,
         "overlap_same_video_id": int((overlap["overlap"] == "same video_id").sum()) if overlap.height else 0,
         "overlap_same_group": int((overlap["overlap"] == "same group").sum()) if overlap.height else 0,
