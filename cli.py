@@ -13,6 +13,7 @@
     python cli.py config show [-c FILE] [--set key=value]   # the resolved config
     python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
     python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta]
+    python cli.py evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
 
 HEAD is any registered head (``train --help`` lists them): gbm, logreg, inception, or one
 from ``--head-module FILE.py`` or a ``vidstore.heads`` entry point.
@@ -400,6 +401,27 @@ def predict(
         typer.echo(f"wrote {out}")
 
 
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="a run folder (train) or a model folder (finetune)"),
+    samples: Path = typer.Option(..., help="labelled samples table of the evaluation set (`index`)"),
+    out: Path = typer.Option(..., help="folder to write summary.json, oof.parquet, overlap.csv and report.html into"),
+    store: Optional[str] = typer.Option(None, help="a store of these videos extracted with the run's preprocessing (default: compute features from the videos)"),
+    config: Optional[Path] = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
+    workers: int = typer.Option(2, help="decode processes (when features are computed from the videos)"),
+    head_module: list[Path] = HEAD_MODULE_OPTION,
+) -> None:
+    """Score a run or model on a second labelled dataset; videos also in its training data are left out."""
+    from heads.evaluate import evaluate as run_evaluate
+    from heads.runs import format_summary
+
+    _load_head_modules(head_module)
+    folder, summary = run_evaluate(model, samples, out, _config(config, overrides), store=store, workers=workers)
+    typer.echo(format_summary(summary))
+    typer.echo(f"wrote {folder} (python cli.py runs compare {model} {folder})")
+
+
 runs_app = typer.Typer(no_args_is_help=True, help="Look at trained runs.")
 app.add_typer(runs_app, name="runs")
 
@@ -484,6 +506,7 @@ USER_ERRORS = {
     "heads.predict": "PredictError",
     "heads.pipeline": "PipelineError",
     "store.artifacts": "ArtifactError",
+    "heads.evaluate": "EvaluateError",
 }
 
 

@@ -203,10 +203,21 @@ class TrainConfig(_Strict):
         3, ge=0, description="gbm/logreg: inner grouped folds of the training rows whose predictions set threshold and calibration (0: use inner_holdout)"
     )
     calibration: Literal["none", "platt", "isotonic"] = "none"
+    threshold: str = Field(
+        "f1", description="how the decision threshold is chosen on training-side predictions: f1, youden, eer, or fpr:0.05 (at most that false-positive rate)"
+    )
     shuffle_labels: bool = Field(False, description="permutation check: train on group-shuffled labels")
-    bootstrap: int = Field(1000, ge=0, description="resamples of videos for the pooled ROC-AUC interval")
+    bootstrap: int = Field(1000, ge=0, description="resamples for the pooled 95 % intervals (of groups, and of videos beside); 0: none")
     out: str = "runs"
     map_cache_mb: float = Field(8192, ge=0, description="a map head's maps stay in RAM when they fit in this (else they stream from the store every epoch)")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_rule(cls, rule: str) -> str:
+        from heads.metrics import parse_threshold_rule
+
+        parse_threshold_rule(rule)
+        return rule
     # and one section per registered head, train.<head>, validated by the head's Params (see config_model)
 
 

@@ -45,7 +45,7 @@ EDITS = ("bitrate", "resize", "crop", "mirror")
 _STREAM_LABEL, _STREAM_KIND, _STREAM_COPIES, _STREAM_SCENE = 1, 2, 3, 4
 _STREAM_MANIPULATION, _STREAM_PUBLISH = 5, 6
 
-_VIDEO_NAME = re.compile(r"^s\d{4,}_c\d+\.mp4(\.part)?$")
+_VIDEO_NAME = re.compile(r"^(seed\d+-)?s\d{4,}_c\d+\.mp4(\.part)?$")
 
 
 def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -532,10 +532,13 @@ class ScenePlan:
     label: str          # "real" or "fake"
     manipulation: str   # "none" or one of MANIPULATIONS
     edits: tuple[str, ...]  # one per published copy; edits[0] == "original"
+    seed: int = 0
 
     @property
     def group(self) -> str:
-        return f"s{self.index:04d}"
+        # Another seed makes other scenes: their names (video ids and groups) must differ
+        # from seed 0's, or a dataset made to test a model on would look like its training set.
+        return f"s{self.index:04d}" if self.seed == 0 else f"seed{self.seed}-s{self.index:04d}"
 
     def video_path(self, copy: int) -> str:
         return f"videos/{self.group}_c{copy}.mp4"
@@ -554,7 +557,7 @@ def plan_scene(seed: int, index: int) -> ScenePlan:
     copies_rng = _rng(seed, index, _STREAM_COPIES)
     n_copies = int(copies_rng.integers(1, 5))
     edits = ("original",) + tuple(str(e) for e in copies_rng.permutation(EDITS)[:n_copies - 1])
-    return ScenePlan(index, "fake" if fake else "real", manipulation, edits)
+    return ScenePlan(index, "fake" if fake else "real", manipulation, edits, int(seed))
 
 
 def plan_dataset(seed: int, n_videos: int) -> list[ScenePlan]:
@@ -564,7 +567,7 @@ def plan_dataset(seed: int, n_videos: int) -> list[ScenePlan]:
     while total < n_videos:
         plan = plan_scene(seed, len(plans))
         keep = min(len(plan.edits), n_videos - total)
-        plans.append(ScenePlan(plan.index, plan.label, plan.manipulation, plan.edits[:keep]))
+        plans.append(ScenePlan(plan.index, plan.label, plan.manipulation, plan.edits[:keep], plan.seed))
         total += keep
     return plans
 

@@ -238,7 +238,7 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         "preprocessing": record,
         "preprocessing_hash": config_hash(record),
         "extract": cfg.extract.model_dump(mode="json"),
-        "samples": {"path": str(samples_path), "n_videos": samples.height},
+        "samples": {"path": str(Path(samples_path).resolve()), "n_videos": samples.height},  # absolute: reports find the videos
     }
     try:
         return FeatureStore.create(

@@ -4,14 +4,20 @@ Folds are grouped and stratified (or naive, row-level, only to show leakage) and
 In each fold:
 
 1. heads that refit (gbm, logreg) get out-of-fold predictions for every training video
-   from inner grouped folds of the training rows; a head that does not (inception, which
-   needs early stopping) holds out a share of the training groups and watches it;
-2. the decision threshold (best F1) and, if asked, a Platt or isotonic calibration are
-   fitted on those training-side predictions (original clips, per video) and never see
-   the validation fold;
-3. heads that refit then train once on all training rows;
+   from inner grouped folds of the training rows, each inner fit watching its inner
+   validation rows (a head that stops early, gbm, reports its best round there); a head
+   that does not refit (inception) holds out a share of the training groups and watches it;
+2. the decision threshold (``train.threshold``: f1, youden, eer or fpr:x) and, if asked,
+   a Platt or isotonic calibration are fitted on those training-side predictions
+   (original clips, per video) and never see the validation fold;
+3. heads that refit then train once on all training rows, for the median of the inner
+   fits' best rounds when they stopped early (recorded per fold);
 4. the validation fold is scored on original clips, averaged per video; scores averaged
    over every variant (test-time augmentation) are reported apart, never instead.
+
+Pooled over folds: the metrics, bootstrap intervals that resample groups (and, beside
+them, videos), and warnings a reader must not miss: a degenerate threshold (one class
+called one way), an AUC interval wholly below 0.5.
 
 Augmented variants of training videos train; validation never sees a variant's label.
 """
@@ -26,7 +32,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from heads.base import Fitted, Head
-from heads.metrics import binary_metrics, bootstrap_auc_interval, choose_threshold, summarise_folds
+from heads.metrics import binary_metrics, choose_threshold, degenerate_calls, interval_record, summarise_folds
 from heads.splits import audit_folds, naive_row_folds, shuffle_labels_by_group, video_folds
 from heads.training import grouped_holdout
 
@@ -47,13 +53,16 @@ class CrossValResult:
     per_fold: list[dict[str, float]]
     metrics: dict[str, dict]
     pooled: dict[str, float]
-    auc_interval: tuple[float, float]
+    intervals: dict  # heads.metrics.interval_record: by_group, by_video, n_groups
     audit: dict
     fold_sizes: list[dict[str, int]]
     thresholds: list[float]
     tta: dict | None = None
     curves: list[dict] = field(default_factory=list)  # every fold's training curve, fold-tagged
     folds: list[FoldResult] = field(default_factory=list)
+    threshold_rule: str = "f1"
+    degenerate: dict = field(default_factory=dict)  # {"pooled": reason|None, "folds": {fold: reason}}
+    warnings: list[str] = field(default_factory=list)
 
 
 def per_video(rows: pl.DataFrame, index: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> pl.DataFrame:
@@ -137,22 +146,25 @@ class FoldOutcome:
 
 def _inner_predictions(
     head: Head, rows: pl.DataFrame, labels: np.ndarray, train: np.ndarray, k: int, seed: int, fold: int
-) -> tuple[pl.DataFrame | None, list[dict]]:
+) -> tuple[pl.DataFrame | None, list[dict], list[int]]:
     """Per-video out-of-fold probabilities over the training videos, from k inner grouped
-    folds of the training rows (the outer validation fold is never touched), and the
-    inner fits' curves. None when the training groups cannot fill k folds."""
+    folds of the training rows (the outer validation fold is never touched), the inner
+    fits' curves and the best rounds of those that stopped early. None when the training
+    groups cannot fill k folds."""
     is_original = rows["variant"].to_numpy() == 0
     try:
         inner = video_folds(rows[train], labels[train], k, seed)
     except ValueError:
-        return None, []
-    parts, curves = [], []
+        return None, [], []
+    parts, curves, best = [], [], []
     for j in range(k):
         watch = train[(inner == j) & is_original[train]]
         fitted = head.fit(train[inner != j], watch, labels, seed + j)
         curves += [{"fold": fold, "stage": f"inner{j}", **c} for c in fitted.curves]
+        if fitted.best_epoch is not None:
+            best.append(int(fitted.best_epoch))
         parts.append(per_video(rows, watch, labels, head.predict(fitted, watch)))
-    return pl.concat(parts), curves
+    return pl.concat(parts), curves, best
 
 
 def evaluate_fold(
@@ -167,17 +179,23 @@ def evaluate_fold(
     holdout: float,
     calibration: str,
     inner_folds: int = 3,
+    threshold_rule: str = "f1",
 ) -> FoldOutcome:
     """Train on ``train``, score ``val``: steps 1-4 above."""
     is_original = rows["variant"].to_numpy() == 0
     has_variants = bool((~is_original).any())
+    rounds: dict = {}
     if head.refit and inner_folds > 1:
         # threshold and calibration from out-of-fold predictions over all the training
-        # videos (inner grouped folds), then one fit on every training row
+        # videos (inner grouped folds), then one fit on every training row, as long as
+        # the inner fits found best (the median of their best rounds)
         fit_rows = train
-        held_videos, curves = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
-        fitted = head.fit(train, None, labels, seed + fold)
+        held_videos, curves, best = _inner_predictions(head, rows, labels, train, inner_folds, seed + 100 + fold, fold)
+        refit_rounds = int(np.median(best)) if best else None
+        fitted = head.fit(train, None, labels, seed + fold, epochs=refit_rounds)
         curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
+        if best:
+            rounds = {"inner_best_rounds": best, "refit_rounds": refit_rounds}
         held_originals = held_videos["video_id"] if held_videos is not None else []  # too few groups: threshold 0.5
     else:
         # one inner hold-out of groups: early stopping, threshold and calibration
@@ -186,13 +204,17 @@ def evaluate_fold(
         fitted = head.fit(fit_rows, held_originals if len(held_originals) else None, labels, seed + fold)
         curves = [{"fold": fold, "stage": "fit", **c} for c in fitted.curves]
         held_videos = per_video(rows, held_originals, labels, head.predict(fitted, held_originals)) if len(held_originals) else None
+        if fitted.best_epoch is not None:
+            rounds = {"best_epoch": int(fitted.best_epoch)}
         if held_videos is not None and head.refit:
-            fitted = head.fit(train, None, labels, seed + fold, epochs=fitted.best_epoch)
+            chosen = fitted.best_epoch
+            fitted = head.fit(train, None, labels, seed + fold, epochs=chosen)
             curves += [{"fold": fold, "stage": "refit", **c} for c in fitted.curves]
+            rounds["refit_rounds"] = chosen
     threshold, calibrator = 0.5, None
     if held_videos is not None and held_videos.height:
         calibrator = fit_calibrator(calibration, held_videos["prob"].to_numpy(), held_videos["label"].to_numpy())
-        threshold = choose_threshold(held_videos["label"].to_numpy(), calibrate(calibrator, held_videos["prob"].to_numpy()))
+        threshold = choose_threshold(held_videos["label"].to_numpy(), calibrate(calibrator, held_videos["prob"].to_numpy()), threshold_rule)
     scored = val if has_variants else val[is_original[val]]
     probs = calibrate(calibrator, head.predict(fitted, scored))
     originals = is_original[scored]
@@ -203,8 +225,12 @@ def evaluate_fold(
         videos = videos.join(averaged, on="video_id", how="left")
         tta_metrics = binary_metrics(videos["label"].to_numpy(), videos["prob_tta"].to_numpy(), threshold)
     videos = videos.with_columns(pl.lit(fold).alias("fold"), pl.lit(threshold).alias("threshold"))
-    size = {"fold": fold, "train_rows": int(len(fit_rows)), "threshold_videos": int(len(held_originals)),
-            "val_videos": videos.height, "val_fake": int(videos["label"].sum())}
+    train_originals = train[is_original[train]]
+    train_fake = int(labels[train_originals].sum())
+    size = {"fold": fold, "train_rows": int(len(fit_rows)), "train_videos": int(len(train_originals)), "train_fake": train_fake,
+            "train_real": int(len(train_originals)) - train_fake, "threshold_videos": int(len(held_originals)),
+            "val_videos": videos.height, "val_fake": int(videos["label"].sum()), "val_real": videos.height - int(videos["label"].sum()),
+            **rounds}
     return FoldOutcome(
         videos=videos,
         metrics=binary_metrics(videos["label"].to_numpy(), videos["prob"].to_numpy(), threshold),
@@ -215,8 +241,8 @@ def evaluate_fold(
     )
 
 
-def pool(outcomes: list[FoldOutcome], audit: dict, bootstrap: int, seed: int) -> CrossValResult:
-    """Fold outcomes -> out-of-fold table, per-fold and pooled metrics, AUC interval."""
+def pool(outcomes: list[FoldOutcome], audit: dict, bootstrap: int, seed: int, threshold_rule: str = "f1") -> CrossValResult:
+    """Fold outcomes -> out-of-fold table, per-fold and pooled metrics, intervals, warnings."""
     oof = pl.concat([o.videos for o in outcomes], how="diagonal")
     has_variants = "prob_tta" in oof.columns
     lead = ["video_id", "group", "fold", "label", "prob", "threshold"] + (["prob_tta"] if has_variants else [])
@@ -229,19 +255,42 @@ def pool(outcomes: list[FoldOutcome], audit: dict, bootstrap: int, seed: int) ->
         tta_pooled = binary_metrics(y, oof["prob_tta"].to_numpy(), 0.5)
         tta_pooled.update(_thresholded(y, oof["prob_tta"].to_numpy(), t))
         tta = {"metrics": summarise_folds([o.tta_metrics for o in outcomes]), "pooled": tta_pooled}
+    intervals = interval_record(y, p, t, oof["group"].to_numpy(), n=bootstrap, seed=seed)
+    degenerate = {
+        "pooled": degenerate_calls(y, p, t),
+        "folds": {str(o.result.fold): why for o in outcomes  # str: JSON's keys, so a summary reads back equal
+                  if (why := degenerate_calls(o.videos["label"].to_numpy(), o.videos["prob"].to_numpy(), o.result.threshold))},
+    }
     return CrossValResult(
         oof=oof,
         per_fold=[o.metrics for o in outcomes],
         metrics=summarise_folds([o.metrics for o in outcomes]),
         pooled=pooled,
-        auc_interval=bootstrap_auc_interval(y, p, n=bootstrap, seed=seed) if bootstrap else (float("nan"), float("nan")),
+        intervals=intervals,
         audit=audit,
         fold_sizes=[o.size for o in outcomes],
         thresholds=[o.result.threshold for o in outcomes],
         tta=tta,
         curves=[c for o in outcomes for c in o.curves],
         folds=[o.result for o in outcomes],
+        threshold_rule=threshold_rule,
+        degenerate=degenerate,
+        warnings=evaluation_warnings(intervals, degenerate),
     )
+
+
+def evaluation_warnings(intervals: dict, degenerate: dict) -> list[str]:
+    """What a reader must not miss, one sentence each: an AUC interval (by group) wholly
+    below 0.5, a threshold that calls one class one way."""
+    out = []
+    lo, hi = (intervals.get("by_group") or {}).get("roc_auc", (None, None))
+    if hi is not None and hi == hi and hi < 0.5:
+        out.append(f"worse than chance: the ROC-AUC interval over groups ({lo:.3f} to {hi:.3f}) lies wholly below 0.5; check labels or leakage")
+    if degenerate.get("pooled"):
+        out.append(f"degenerate threshold: {degenerate['pooled']} (the head answers one class; its F1, precision and recall mean little)")
+    for fold, why in sorted((degenerate.get("folds") or {}).items(), key=lambda item: int(item[0])):
+        out.append(f"degenerate threshold in fold {fold}: {why}")
+    return out
 
 
 def cross_validate(
@@ -257,6 +306,7 @@ def cross_validate(
     inner_folds: int = 3,
     calibration: str = "none",
     bootstrap: int = 1000,
+    threshold_rule: str = "f1",
 ) -> CrossValResult:
     """``rows``: the head's table of done rows (video_id, group, variant, platform, width,
     height, duration); ``labels``: one per row."""
@@ -275,10 +325,10 @@ def cross_validate(
         outcomes.append(
             evaluate_fold(
                 head, rows, labels, np.flatnonzero(folds != fold), val, fold,
-                seed=seed, holdout=holdout, calibration=calibration, inner_folds=inner_folds,
+                seed=seed, holdout=holdout, calibration=calibration, inner_folds=inner_folds, threshold_rule=threshold_rule,
             )
         )
-    return pool(outcomes, audit, bootstrap, seed)
+    return pool(outcomes, audit, bootstrap, seed, threshold_rule)
 
 
 def _thresholded(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:

@@ -197,6 +197,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.init = load_init(init_path)
         self.table = read_samples(samples)
+        self.samples_path = str(Path(samples).resolve())  # recorded: evaluate leaves these videos out of a test set
         self.labels = self.table["label"].to_numpy().astype(np.int64)
         self.train_rows, self.holdout_rows = grouped_holdout(self.table, self.labels, self.f.holdout, self.f.seed)
         torch.manual_seed(self.f.seed)
@@ -427,7 +428,7 @@ class Trainer:
             clip={**clip.model_dump(mode="json"), "scale": self.init.scale},
             threshold=float(threshold),
             training={
-                "samples": len(self.table), "train_videos": int(len(self.train_rows)), "holdout_videos": int(len(self.holdout_rows)),
+                "samples": len(self.table), "samples_path": self.samples_path, "train_videos": int(len(self.train_rows)), "holdout_videos": int(len(self.holdout_rows)),
                 "class_counts": {"real": int((self.labels == 0).sum()), "fake": int((self.labels == 1).sum())},
                 "epochs_run": len(self.state["history"]), "best_epoch": self.state["best_epoch"], "init": self.init.source,
                 "world_size": self.world, "oom_events": self.state["oom_events"], "finetune": self.f.model_dump(mode="json"),

@@ -22,7 +22,9 @@ import yaml
 from heads.metrics import METRIC_NAMES
 from store.provenance import versioned_fields
 
-RUN_SUMMARY_VERSION = 2  # 2: typed summary, head inputs (features or tap), fold models as saved heads
+# 2: typed summary, head inputs (features or tap), fold models as saved heads;
+# 3: group-bootstrap intervals, EER and low-FPR rates, threshold rule, degenerate flag, warnings
+RUN_SUMMARY_VERSION = 3
 
 
 class RunError(ValueError):
@@ -54,7 +56,7 @@ class RunSummary:
     class_counts: dict
     metrics: dict
     pooled: dict
-    roc_auc_95ci: list
+    intervals: dict  # 95 % bootstrap intervals: by_group (read this), by_video, n_groups, n_videos, resamples
     tta: dict | None
     slices: dict
     split_audit: dict
@@ -63,9 +65,23 @@ class RunSummary:
     store_provenance: dict  # backbone and preprocessing hash (the whole record is provenance.json)
     seconds: float
     run_id: str = ""
+    threshold_rule: str = "f1"
+    degenerate: dict | None = None  # {"pooled": why or None, "folds": {fold: why}}: a threshold calling >= 95 % of a class one way
+    warnings: list | None = None  # sentences a reader must not miss (worse than chance, degenerate threshold, left-out overlap)
+    evaluated: dict | None = None  # split "external": the model, the samples, what was left out and why
     top_features: list | None = None  # heads with an importance: (feature, mean importance), largest first
     sweep_point: dict | None = None
     version: int = RUN_SUMMARY_VERSION
+
+    @property
+    def is_degenerate(self) -> bool:
+        d = self.degenerate or {}
+        return bool(d.get("pooled") or d.get("folds"))
+
+    def interval(self, metric: str = "roc_auc", by: str = "group") -> tuple[float | None, float | None]:
+        """The 95 % interval of ``metric`` resampling groups (or videos: ``by="video"``)."""
+        lo, hi = (self.intervals.get(f"by_{by}") or {}).get(metric) or (None, None)
+        return lo, hi
 
     @property
     def reads(self) -> str:
@@ -130,7 +146,9 @@ def format_summary(summary: RunSummary) -> str:
         mean_std = f"{_cell(m['mean'])} ± {_cell(m['std'])}"
         folds = " ".join(f"{_cell(v):>7}" for v in m["per_fold"])
         lines.append(f"{name:<17} {mean_std:>15}  {folds} {_cell(summary.pooled[name]):>7}")
-    lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary.thresholds) + "   (F1-best on training-side predictions)")
+    lines.append(f"{'threshold':<17} {'':>15}  " + " ".join(f"{_cell(v):>7}" for v in summary.thresholds)
+                 + (f"   (the mean of the fold models' thresholds, rule {summary.threshold_rule})" if summary.split == "external"
+                    else f"   (rule {summary.threshold_rule}, chosen on training-side predictions)"))
     tta = summary.tta
     if tta:
         auc = tta["metrics"]["roc_auc"]
@@ -139,35 +157,57 @@ def format_summary(summary: RunSummary) -> str:
             + " ".join(f"{_cell(v):>7}" for v in auc["per_fold"])
             + f" {_cell(tta['pooled']['roc_auc']):>7}   (probabilities averaged over {summary.n_variants} variants; reported apart)"
         )
-    lo, hi = summary.roc_auc_95ci or [None, None]
-    if lo is not None:
-        lines.append(f"pooled roc_auc 95 % interval (bootstrap over videos): {_cell(lo)} to {_cell(hi)}")
+    lines += interval_lines(summary)
     audit = summary.split_audit
-    lines.append(
-        f"split: {summary.split} {summary.n_folds}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
-        f"groups in two folds: {audit['leaking_groups']}, videos in two folds: {audit['leaking_videos']}"
-    )
+    if summary.split == "external":
+        ev = summary.evaluated or {}
+        lines.append(f"split: external: {summary.n_videos} videos of {ev.get('samples')} scored by {ev.get('model')}; "
+                     f"left out (also in the training data): {ev.get('n_overlap', 0)}")
+    else:
+        lines.append(
+            f"split: {summary.split} {summary.n_folds}-fold over {audit['n_videos']} videos in {audit['n_groups']} groups; "
+            f"groups in two folds: {audit['leaking_groups']}, videos in two folds: {audit['leaking_videos']}"
+        )
     if audit.get("leaking_identical_files"):
         lines.append(
             f"LEAK: {audit['leaking_identical_files']} sets of identical files under different ids are in different folds "
             f"(e.g. {audit['examples'][-1]}); give them one group"
         )
-    if summary.split != "grouped":
+    if summary.split == "naive":
         lines.append("WARNING: naive row-level split; variants and near-duplicates cross folds, scores are inflated")
     if summary.shuffle_labels:
         lines.append("labels were shuffled across groups (permutation check): scores should be at chance")
+    lines += [f"WARNING: {w}" for w in summary.warnings or []]
     return "\n".join(lines)
 
 
-COMPARE_COLUMNS = ("head", "features", "split", "roc_auc", "roc_auc_std", "pooled_auc", "auc_95ci", "tta_auc", "pr_auc",
-                   "balanced_accuracy", "f1", "log_loss", "ece", "videos", "seconds", "run")
+def interval_lines(summary: RunSummary) -> list[str]:
+    """One line per interval metric: the group bootstrap (with its number of groups), the
+    video bootstrap beside it."""
+    iv = summary.intervals or {}
+    if not iv.get("by_group"):
+        return []
+    out = [f"pooled 95 % intervals, bootstrap over {iv['n_groups']} groups (over {iv['n_videos']} videos beside, narrower "
+           f"when groups hold near-duplicates):"]
+    for metric in iv["by_group"]:
+        g, v = summary.interval(metric, "group"), summary.interval(metric, "video")
+        out.append(f"  {metric:<17} {_cell(g[0])} to {_cell(g[1])}  (n_groups={iv['n_groups']})   by video {_cell(v[0])} to {_cell(v[1])}")
+    return out
+
+
+COMPARE_COLUMNS = ("head", "features", "split", "roc_auc", "roc_auc_std", "pooled_auc", "auc_95ci", "n_groups", "auc_95ci_video",
+                   "tta_auc", "pr_auc", "eer", "tpr_at_fpr_0.05", "balanced_accuracy", "f1", "log_loss", "ece", "threshold_rule",
+                   "flags", "videos", "seconds", "run")
+TEXT_COLUMNS = ("head", "features", "split", "auc_95ci", "auc_95ci_video", "threshold_rule", "flags", "run")
 
 
 def comparison_rows(summaries: list[RunSummary]) -> list[dict]:
     rows = []
     for s in summaries:
         m = s.metrics
-        ci = s.roc_auc_95ci or [None, None]
+        ci, ci_video = s.interval("roc_auc", "group"), s.interval("roc_auc", "video")
+        flags = [f for f, on in (("worse-than-chance", any("worse than chance" in w for w in s.warnings or [])),
+                                 ("degenerate", s.is_degenerate), ("overlap-left-out", bool((s.evaluated or {}).get("n_overlap")))) if on]
         rows.append(
             {
                 "head": s.head,
@@ -177,12 +217,18 @@ def comparison_rows(summaries: list[RunSummary]) -> list[dict]:
                 "roc_auc_std": m["roc_auc"]["std"],
                 "pooled_auc": s.pooled["roc_auc"],
                 "auc_95ci": f"{_cell(ci[0])}-{_cell(ci[1])}" if ci[0] is not None else "",
+                "n_groups": (s.intervals or {}).get("n_groups"),
+                "auc_95ci_video": f"{_cell(ci_video[0])}-{_cell(ci_video[1])}" if ci_video[0] is not None else "",
                 "tta_auc": s.tta["pooled"]["roc_auc"] if s.tta else None,
                 "pr_auc": m["pr_auc"]["mean"],
+                "eer": s.pooled["eer"],
+                "tpr_at_fpr_0.05": s.pooled["tpr_at_fpr_0.05"],
                 "balanced_accuracy": m["balanced_accuracy"]["mean"],
                 "f1": m["f1"]["mean"],
                 "log_loss": m["log_loss"]["mean"],
                 "ece": m["ece"]["mean"],
+                "threshold_rule": s.threshold_rule,
+                "flags": ",".join(flags),
                 "videos": s.n_videos,
                 "seconds": s.seconds,
                 "run": s.run_id,
@@ -195,9 +241,9 @@ def sorted_rows(summaries: list[RunSummary], sort: str | None) -> list[dict]:
     """Comparison rows, best first by ``sort`` (largest first; smallest first for losses)."""
     rows = comparison_rows(summaries)
     if sort:
-        if sort not in COMPARE_COLUMNS or sort in ("head", "features", "split", "auc_95ci", "run"):
-            raise RunError(f"cannot sort by {sort!r}; choose a number column of {list(COMPARE_COLUMNS)}")
-        descending = sort not in ("log_loss", "ece", "seconds")
+        if sort not in COMPARE_COLUMNS or sort in TEXT_COLUMNS:
+            raise RunError(f"cannot sort by {sort!r}; choose a number column of {[c for c in COMPARE_COLUMNS if c not in TEXT_COLUMNS]}")
+        descending = sort not in ("log_loss", "ece", "eer", "seconds")
         rows.sort(key=lambda r: (r[sort] is None, -(r[sort] or 0) if descending else (r[sort] or 0)))
     return rows
 
@@ -205,15 +251,18 @@ def sorted_rows(summaries: list[RunSummary], sort: str | None) -> list[dict]:
 def format_comparison(summaries: list[RunSummary], sort: str | None = None) -> str:
     """One line per run, sorted by ``sort``."""
     rows = sorted_rows(summaries, sort)
-    head = (f"{'head':<10} {'features':<24} {'split':<9} {'roc_auc ± std':>15} {'pooled':>7} {'95% CI':>12} {'tta':>6} "
-            f"{'bal_acc':>7} {'f1':>6} {'logloss':>7} {'ece':>6}  run")
+    head = (f"{'head':<10} {'features':<24} {'split':<9} {'roc_auc ± std':>15} {'pooled':>7} {'95% CI (groups)':>21} "
+            f"{'95% CI (videos)':>15} {'tta':>6} {'eer':>6} {'tpr@5%':>6} {'bal_acc':>7} {'f1':>6} {'logloss':>7} {'ece':>6} "
+            f"{'threshold':<9} flags / run")
     lines = [head, "-" * len(head)]
     for r in rows:
         tta = _cell(r["tta_auc"]) if r["tta_auc"] is not None else "-"
+        groups = f"{r['auc_95ci']} (n={r['n_groups']})" if r["auc_95ci"] else ""
         lines.append(
             f"{r['head']:<10} {r['features'][:24]:<24} {r['split']:<9} {_cell(r['roc_auc']) + ' ± ' + _cell(r['roc_auc_std']):>15} "
-            f"{_cell(r['pooled_auc']):>7} {r['auc_95ci']:>12} {tta:>6} {_cell(r['balanced_accuracy']):>7} {_cell(r['f1']):>6} "
-            f"{_cell(r['log_loss']):>7} {_cell(r['ece']):>6}  {r['run']}"
+            f"{_cell(r['pooled_auc']):>7} {groups:>21} {r['auc_95ci_video']:>15} {tta:>6} {_cell(r['eer']):>6} "
+            f"{_cell(r['tpr_at_fpr_0.05']):>6} {_cell(r['balanced_accuracy']):>7} {_cell(r['f1']):>6} "
+            f"{_cell(r['log_loss']):>7} {_cell(r['ece']):>6} {r['threshold_rule']:<9} {(r['flags'] + ' ') if r['flags'] else ''}{r['run']}"
         )
     return "\n".join(lines)
 

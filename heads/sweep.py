@@ -65,6 +65,7 @@ def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_fol
             result = cross_validate(
                 make_head(head, inner, cfg), inner.rows, labels[train], n_folds=inner_folds, seed=cfg.train.seed,
                 holdout=cfg.train.inner_holdout, inner_folds=cfg.train.inner_folds, calibration=cfg.train.calibration, bootstrap=0,
+                threshold_rule=cfg.train.threshold,
             )
             scores.append(result.pooled["roc_auc"])
         best = int(np.nanargmax(scores))
@@ -73,10 +74,10 @@ def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_fol
         outcomes.append(
             evaluate_fold(make_head(head, data, cfg), data.rows, labels, train, np.flatnonzero(folds == fold), fold,
                           seed=cfg.train.seed, holdout=cfg.train.inner_holdout, calibration=cfg.train.calibration,
-                          inner_folds=cfg.train.inner_folds)
+                          inner_folds=cfg.train.inner_folds, threshold_rule=cfg.train.threshold)
         )
-    result = pool(outcomes, audit, base.bootstrap, base.seed)
-    return {"metrics": result.metrics, "pooled": result.pooled, "roc_auc_95ci": list(result.auc_interval),
+    result = pool(outcomes, audit, base.bootstrap, base.seed, base.threshold)
+    return {"metrics": result.metrics, "pooled": result.pooled, "intervals": result.intervals, "warnings": result.warnings,
             "chosen_point_per_fold": chosen}, chosen
 
 

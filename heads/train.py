@@ -44,6 +44,7 @@ def run_head(head_name: str, data: HeadTable, cfg: Config, split: str = "grouped
     result = cross_validate(
         head, data.rows, labels, n_folds=t.folds, seed=t.seed, split=split, shuffle_labels=t.shuffle_labels,
         holdout=t.inner_holdout, inner_folds=t.inner_folds, calibration=t.calibration, bootstrap=t.bootstrap,
+        threshold_rule=t.threshold,
     )
     return head, result
 
@@ -75,7 +76,7 @@ def summarise(head: RowsHead, data: HeadTable, result: CrossValResult, cfg: Conf
         class_counts={"real": int(np.sum(labels == 0)), "fake": int(np.sum(labels == 1))},
         metrics=result.metrics,
         pooled=result.pooled,
-        roc_auc_95ci=list(result.auc_interval),
+        intervals=result.intervals,
         tta=result.tta,
         slices=slice_metrics(result.oof),
         split_audit=result.audit,
@@ -84,6 +85,9 @@ def summarise(head: RowsHead, data: HeadTable, result: CrossValResult, cfg: Conf
         store_provenance={"backbone": provenance.backbone or None, "preprocessing_hash": provenance.preprocessing_hash},
         seconds=round(seconds, 2),
         top_features=head.importance(),
+        threshold_rule=result.threshold_rule,
+        degenerate=result.degenerate,
+        warnings=result.warnings,
     )
 
 
@@ -101,8 +105,33 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     write_run(run_dir, cfg.to_dict(), summary, result.oof, result.curves)
     save_fold_models(run_dir, result)
     (run_dir / "provenance.json").write_text(json.dumps(json_safe(data.store.provenance.to_dict()), indent=2) + "\n")
-    write_report(run_dir, summary, result)
+    write_report(run_dir, summary, result.oof, result.curves, paths=sample_paths(data.store.provenance.samples.get("path")),
+                 sheet_config=sheet_config_of(data.store.provenance))
     return run_dir, summary
+
+
+def sample_paths(samples: str | Path | None) -> dict[str, str]:
+    """video_id -> path from a samples table, when it can still be read (else none)."""
+    import polars as pl
+
+    if not samples or not Path(samples).is_file():
+        return {}
+    try:
+        table = pl.read_parquet(samples, columns=["video_id", "path"])
+    except Exception:  # a moved or rewritten table only costs the report its paths
+        return {}
+    return dict(zip(table["video_id"].to_list(), table["path"].to_list()))
+
+
+def sheet_config_of(provenance) -> Config | None:
+    """The store's clip pipeline, original clips only: what a contact sheet of a video shows."""
+    from configs import AugmentConfig
+    from heads.pipeline import PipelineError, clip_config_of
+
+    try:
+        return Config(clip=clip_config_of(provenance), augment=AugmentConfig(variants=0))
+    except PipelineError:
+        return None
 
 
 def save_fold_models(run_dir: Path, result: CrossValResult) -> None:

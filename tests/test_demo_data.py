@@ -96,7 +96,7 @@ def test_groups_share_label_and_copies_are_edits_of_one_original(datasets):
         else:
             assert row["label"] == "fake" and row["manipulation"] in MANIPULATIONS
     # The first two scenes are a pair with one real and one fake.
-    assert {groups["s0000"][0]["label"], groups["s0001"][0]["label"]} == {"real", "fake"}
+    assert {groups["seed3-s0000"][0]["label"], groups["seed3-s0001"][0]["label"]} == {"real", "fake"}
 
 
 def test_labels_and_manipulations_balanced_across_scenes():
@@ -152,8 +152,11 @@ def test_same_seed_gives_identical_dataset(datasets):
 
 def test_different_seed_gives_different_dataset(datasets):
     a, b = datasets["a"], datasets["b"]
-    first_a = _first_frame(a.parent / "videos/s0000_c0.mp4")
-    first_b = _first_frame(b.parent / "videos/s0000_c0.mp4")
+    # other scenes, other names: no video id or group of one seed is in the other
+    names_a, names_b = ({(r["path"], r["group"]) for r in _rows(x)} for x in (a, b))
+    assert not {p for p, _ in names_a} & {p for p, _ in names_b} and not {g for _, g in names_a} & {g for _, g in names_b}
+    first_a = _first_frame(a.parent / "videos/seed3-s0000_c0.mp4")
+    first_b = _first_frame(b.parent / "videos/seed4-s0000_c0.mp4")
     assert first_a.shape == first_b.shape
     assert np.abs(first_a.astype(int) - first_b.astype(int)).mean() > 10
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -163,6 +164,7 @@ def test_predict_writes_a_row_for_every_file(world, model_dir, corrupt_files, tm
     shutil.copy(corrupt_files["truncated"], folder / "broken.mp4")
     target = {"model": model_dir, "inception": world["inception"], "gbm": world["gbm"]}[which]
     table = predict(target, folder, world["cfg"], workers=0, progress=False)
+    # the predicted class is pred_label: "label" is the truth everywhere else
     assert table.columns == ["path", "video_id", "prob_fake", "pred_label", "n_clips", "status", "reason"]
     assert table.height == 4
     broken = table.filter(pl.col("video_id") == "broken.mp4").row(0, named=True)
@@ -220,3 +222,25 @@ def test_final_model_trains_on_every_video_for_the_holdout_epochs(world, model_d
     assert spec["training"]["holdout_videos"] == 0 and spec["training"]["train_videos"] == 16
     assert spec["training"]["epochs_run"] == (first["training"]["best_epoch"] or first["training"]["epochs_run"])
     assert spec["threshold"] == first["threshold"]
+
+
+@pytest.mark.parametrize("which", ["model", "gbm"])
+def test_evaluate_from_the_videos_gives_predict_s_probabilities_and_leaves_out_training_videos(world, model_dir, tmp_path, which):
+    from sklearn.metrics import roc_auc_score
+
+    from heads.evaluate import evaluate
+
+    _, other = indexed_demo(tmp_path / "other", 6, seed=5)
+    seen = pl.read_parquet(world["samples"]).head(1)  # a video the run and the model trained on
+    samples = tmp_path / "other_and_seen.parquet"
+    pl.concat([other, seen.select(other.columns)]).write_parquet(samples)
+    target = {"model": model_dir, "gbm": world["gbm"]}[which]
+    out, summary = evaluate(target, samples, tmp_path / "external", world["cfg"], workers=0, bootstrap=50)
+    assert summary.split == "external" and summary.evaluated["n_overlap"] == 1 and summary.evaluated["overlap_same_video_id"] == 1
+    oof = pl.read_parquet(out / "oof.parquet").sort("video_id")
+    assert oof["video_id"].to_list() == sorted(other["video_id"].to_list())
+    expected = predict_videos(load_predictor(target, world["cfg"], samples=samples), [Path(p) for p in oof["path"].to_list()],
+                              workers=0, progress=False)
+    np.testing.assert_allclose(oof["prob"].to_numpy(), expected["prob_fake"].to_numpy(), rtol=1e-6)
+    assert summary.pooled["roc_auc"] == pytest.approx(roc_auc_score(oof["label"].to_numpy(), oof["prob"].to_numpy()))
+    assert summary.n_videos == 6 and (out / "report.html").is_file()

@@ -176,7 +176,7 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     read = RunSummary.read(run_dir)
     assert read.to_dict() == summary.to_dict() and read.reads == "embedding" and read.inputs == "vectors" and read.tap is None
     saved = json.loads((run_dir / "summary.json").read_text())
-    for version, needle in [(99, "format version 99; this vidstore reads up to 2: upgrade vidstore"),
+    for version, needle in [(99, "format version 99; this vidstore reads up to 3: upgrade vidstore"),
                             (None, "has no format version (written by an older vidstore)")]:
         (run_dir / "summary.json").write_text(json.dumps({**saved, "version": version}))
         proc = run_cli("runs", "compare", str(run_dir), check=False)
@@ -192,3 +192,104 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
         from heads.registry import head_class
 
         head_class("logreg").load(head_file.parent)
+
+
+PROBE_HEADS = '''
+import numpy as np
+from configs import ConfigSection
+from heads.base import HeadBase
+from heads.registry import register_head
+
+
+class NoParams(ConfigSection):
+    pass
+
+
+@register_head("constant")
+class ConstantHead(HeadBase):
+    """No signal at all: every video scores 0.5."""
+    inputs, Params = "vectors", NoParams
+
+    def fit(self, data):
+        return self
+
+    def predict_proba(self, data):
+        return np.full(len(data), 0.5)
+
+    def save_weights(self, folder):
+        pass
+
+
+@register_head("inverted")
+class InvertedHead(HeadBase):
+    """Ranks backwards: the less a video looks fake, the higher its score."""
+    inputs, Params = "vectors", NoParams
+
+    def fit(self, data):
+        return self
+
+    def predict_proba(self, data):
+        return 1 / (1 + np.exp(data.X[:, :4].mean(axis=1)))
+
+    def save_weights(self, folder):
+        pass
+'''
+
+
+def test_a_degenerate_threshold_and_a_worse_than_chance_interval_are_flagged(separable_store, tmp_path):
+    module = tmp_path / "probes.py"
+    module.write_text(PROBE_HEADS)
+    common = ["--head-module", str(module), "--store", str(separable_store), "-c", str(ROOT / "configs/demo.yaml"),
+              "--set", "train.features=[embedding]", "--set", "train.bootstrap=300"]
+    constant = run_cli("train", "constant", *common, "--set", f"train.out={tmp_path / 'constant'}")
+    (run,) = (tmp_path / "constant").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    # 0.5 everywhere: the only cut calls every video fake, in every fold
+    assert summary["degenerate"]["pooled"] == "100% of 40 real videos called fake"
+    assert sorted(summary["degenerate"]["folds"]) == [str(f) for f in range(5)]
+    assert "WARNING: degenerate threshold: 100% of 40 real videos called fake" in constant.stdout
+    assert "degenerate threshold" in (run / "report.html").read_text()
+
+    inverted = run_cli("train", "inverted", *common, "--set", f"train.out={tmp_path / 'inverted'}", "--set", "train.threshold=youden")
+    (run,) = (tmp_path / "inverted").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    lo, hi = summary["intervals"]["by_group"]["roc_auc"]
+    assert summary["pooled"]["roc_auc"] < 0.2 and hi < 0.5 and summary["intervals"]["n_groups"] == 40
+    assert summary["threshold_rule"] == "youden"
+    assert any(w.startswith("worse than chance") and "check labels or leakage" in w for w in summary["warnings"])
+    assert "worse than chance" in inverted.stdout and "worse than chance" in (run / "report.html").read_text()
+    table = run_cli("runs", "compare", str(run))
+    assert "worse-than-chance" in table.stdout
+    bad = run_cli("train", "constant", *common, "--set", "train.threshold=fpr:5", check=False)
+    assert bad.returncode == 2 and "train.threshold" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_every_run_reports_group_intervals_and_the_field_s_metrics(separable_store, tmp_path):
+    run_dir, summary = train_head("gbm", separable_store, config(tmp_path, "train.features=[embedding,handcrafted]", "train.threshold=eer"))
+    saved = json.loads((run_dir / "summary.json").read_text())
+    for key in ("eer", "tpr_at_fpr_0.01", "tpr_at_fpr_0.05", "roc_auc", "pr_auc", "balanced_accuracy", "log_loss", "brier", "ece"):
+        assert saved["pooled"][key] is not None and len(saved["metrics"][key]["per_fold"]) == 5, key
+    oof = pl.read_parquet(run_dir / "oof.parquet")
+    assert saved["pooled"]["eer"] == pytest.approx(
+        __import__("heads.metrics", fromlist=["equal_error_rate"]).equal_error_rate(oof["label"].to_numpy(), oof["prob"].to_numpy()))
+    iv = saved["intervals"]
+    assert iv["n_groups"] == 40 and iv["n_videos"] == 80 and set(iv["by_group"]) == {"roc_auc", "pr_auc", "eer", "balanced_accuracy"}
+    for metric, (lo, hi) in iv["by_group"].items():
+        assert lo <= saved["pooled"][metric] <= hi, metric
+    assert saved["threshold_rule"] == "eer" and saved["degenerate"] == {"pooled": None, "folds": {}}
+    # gbm stopped early on each inner fold and refit for their median best round
+    curves = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for fold in saved["folds"]:
+        assert len(fold["inner_best_rounds"]) == 3 and fold["refit_rounds"] == int(np.median(fold["inner_best_rounds"]))
+        # each inner fit's best round is where its inner validation loss was lowest, and it
+        # stopped 30 rounds after that (or at the 300 rounds allowed)
+        for j, best in enumerate(fold["inner_best_rounds"]):
+            losses = [c["watch_loss"] for c in curves if c["fold"] == fold["fold"] and c["stage"] == f"inner{j}"]
+            assert best == int(np.argmin(losses)) + 1 and len(losses) == min(best + 30, 300)
+        assert fold["train_real"] + fold["train_fake"] == fold["train_videos"] and fold["val_real"] + fold["val_fake"] == fold["val_videos"]
+    page = (run_dir / "report.html").read_text()
+    assert "Backbone weights" in page and "sizes and class balance" in page and 'src="scores.png"' in page
+    assert "n_groups=40" in page and "most confident mistakes" in page
+    wrong = oof.filter((oof["prob"] >= oof["threshold"]).cast(pl.Int64) != oof["label"].cast(pl.Int64))
+    worst = wrong.with_columns((wrong["prob"] - wrong["label"]).abs().alias("e")).sort("e", descending=True)["video_id"][0]
+    assert f"<td>{worst}</td>" in page
