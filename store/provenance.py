@@ -7,7 +7,7 @@ tuning, prediction, a run's ``provenance.json``) take it through
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -26,8 +26,16 @@ def check_version(found: Any, supported: int, what: str) -> None:
 def versioned_fields(cls, data: dict, supported: int, what: str, version: Any = None) -> dict:
     """The fields of dataclass ``cls`` found in ``data``, once its version is known here
     (``version``: where the artifact keeps it, when not under "version")."""
-    check_version(data.get("version") if version is None else version, supported, what)
+    found = data.get("version") if version is None else version
+    check_version(found, supported, what)
     known = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name != "version"]
+    lacking = [name for name in required if name not in data]
+    if lacking:
+        raise ArtifactVersionError(
+            f"{what} has format version {found} and lacks {', '.join(lacking[:3])}: written by an older vidstore; "
+            "make it again with this version"
+        )
     return {k: v for k, v in data.items() if k in known}
 
 

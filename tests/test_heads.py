@@ -176,9 +176,11 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     read = RunSummary.read(run_dir)
     assert read.to_dict() == summary.to_dict() and read.reads == "embedding" and read.inputs == "vectors" and read.tap is None
     saved = json.loads((run_dir / "summary.json").read_text())
-    for version, needle in [(99, "format version 99; this vidstore reads up to 3: upgrade vidstore"),
-                            (None, "has no format version (written by an older vidstore)")]:
-        (run_dir / "summary.json").write_text(json.dumps({**saved, "version": version}))
+    older = {k: v for k, v in saved.items() if k != "intervals"}  # a format-2 summary had no group intervals
+    for data, needle in [({**saved, "version": 99}, "format version 99; this vidstore reads up to 3: upgrade vidstore"),
+                         ({**saved, "version": None}, "has no format version (written by an older vidstore)"),
+                         ({**older, "version": 2}, "has format version 2 and lacks intervals: written by an older vidstore")]:
+        (run_dir / "summary.json").write_text(json.dumps(data))
         proc = run_cli("runs", "compare", str(run_dir), check=False)
         assert proc.returncode == 2 and needle in proc.stderr and str(run_dir) in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
