@@ -704,7 +704,8 @@ def run_extract(
         finally:
             leases.close()
     report.shards_held_elsewhere = sorted(claims.skipped)
-    report.n_skipped += sum(1 for j in jobs if j.shard in set(claims.skipped))
+    elsewhere = set(claims.skipped)
+    report.n_skipped += sum(1 for j in jobs if j.shard in elsewhere)
     report.seconds = time.perf_counter() - started
     report.backbone_seconds = run.seconds
     report.stage_seconds["device_stage"] = stage.seconds
