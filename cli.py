@@ -285,7 +285,8 @@ def store_info(
     """Rows, arrays (shape, chunks, codec, size on disk, compression) and provenance."""
     from store import FeatureStore
 
-    info = FeatureStore.open(path).info()
+    opened = FeatureStore.open(path)
+    info = opened.info()
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -300,11 +301,11 @@ def store_info(
             f"  {a['path']:<18} {str(tuple(a['shape'])):<24} {a['dtype']:<8} chunks {str(tuple(a['chunks'])):<22} "
             f"{a['compressor']:<38} {a['files']:>4} files {a['stored_bytes'] / 2**20:8.2f} MiB  ratio {ratio}"
         )
-    p = info["provenance"]
-    weights = p.get("backbone", {}).get("weights", {})
-    typer.echo(f"  backbone {p.get('backbone', {}).get('name')} weights {weights.get('source')} ({weights.get('origin')}, sha256 {str(weights.get('sha256'))[:12]})")
-    typer.echo(f"  preprocessing {json.dumps(p.get('preprocessing', {}).get('clip'))} hash {p.get('preprocessing_hash')}")
-    typer.echo(f"  schema v{p.get('schema_version')}, code {p.get('code_version')}, created {p.get('created_at')}")
+    p = opened.provenance
+    weights = p.weights
+    typer.echo(f"  backbone {p.backbone_name} weights {weights.get('source')} ({weights.get('origin')}, sha256 {str(weights.get('sha256'))[:12]})")
+    typer.echo(f"  preprocessing {json.dumps(p.preprocessing.get('clip'))} hash {p.preprocessing_hash}")
+    typer.echo(f"  schema v{p.version}, code {p.code_version}, created {p.created_at}")
 
 
 @app.command(cls=ListsHeads)

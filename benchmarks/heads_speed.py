@@ -55,7 +55,7 @@ def make_store(path: Path, n_videos: int, variants: int = 11, shard_videos: int 
     })
     specs = {112: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 2, 7, 7)),
                    ArraySpec("handcrafted", (32,), "float32", allow_nan=True)]}
-    store = FeatureStore.create(str(path), rows, specs, {}, rows_per_video=variants, shard_videos=shard_videos)
+    store = FeatureStore.create(str(path), rows, specs, rows_per_video=variants, shard_videos=shard_videos)
     started = time.perf_counter()
     y_rows = np.repeat(labels, variants).astype(np.float32)
     for shard in range(store.layout.n_shards):

@@ -35,7 +35,7 @@ from extract.clips import variant_ops, variants_at_scales
 from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
-from store import ArraySpec, FeatureStore, ShardWriter, StoreError, owned_shards
+from store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreError, StoreProvenance, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
 META_COLUMNS = ("bitrate", "fps", "width", "height", "duration", "codec")  # from the index's probe
@@ -195,7 +195,7 @@ def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
 
 
 def _check_same_preprocessing(store: FeatureStore, record: dict) -> None:
-    differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
+    differing = _diff_keys(store.provenance.preprocessing, record)
     if differing:
         raise StoreMismatch(
             f"store {store.path} was made with another preprocessing config (differs in: {', '.join(differing)}); "
@@ -222,16 +222,17 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         if new.height:
             store.append_rows(row_table(new, cfg))
         return store
-    provenance = {
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": _code_version(),
-        "packages": _package_versions(),
-        "backbone": {"name": cfg.backbone.name, "taps": list(cfg.backbone.taps), "weights": weights.to_dict()},
-        "preprocessing": record,
-        "preprocessing_hash": config_hash(record),
-        "extract": cfg.extract.model_dump(mode="json"),
-        "samples": {"path": str(samples_path), "n_videos": samples.height},
-    }
+    provenance = StoreProvenance(
+        version=SCHEMA_VERSION,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        code_version=_code_version(),
+        packages=_package_versions(),
+        backbone={"name": cfg.backbone.name, "taps": list(cfg.backbone.taps), "weights": weights.to_dict()},
+        preprocessing=record,
+        preprocessing_hash=config_hash(record),
+        extract=cfg.extract.model_dump(mode="json"),
+        samples={"path": str(samples_path), "n_videos": samples.height},
+    )
     return FeatureStore.create(
         store_path,
         row_table(samples, cfg),

@@ -90,7 +90,7 @@ def load_init(path: str | Path) -> Init:
     aucs = [v if v is not None else -1 for v in summary.metrics["roc_auc"]["per_fold"]]
     best = int(np.argmax(aucs))
     fitted = head_class(summary.head).load(path / "checkpoints" / f"fold{best}")
-    provenance = StoreProvenance.from_dict(json.loads((path / "provenance.json").read_text()), f"run {path} (provenance.json)")
+    provenance = StoreProvenance.read(path / "provenance.json", f"run {path} (provenance.json)")
     return Init(provenance, summary.scale, summary.tap, summary.head, fitted.model_args(), fitted.module().state_dict(), None,
                 {"run": str(path), "fold": best, "fold_roc_auc": aucs[best]})
 

@@ -112,7 +112,7 @@ class RunPredictor:
 
     def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device, video_ids: dict[str, str] | None = None):
         self.summary = RunSummary.read(folder)
-        provenance = StoreProvenance.from_dict(json.loads((folder / "provenance.json").read_text()), f"run {folder} (provenance.json)")
+        provenance = StoreProvenance.read(folder / "provenance.json", f"run {folder} (provenance.json)")
         self.head_class = head_class(self.summary.head)
         self.scale, self.video_ids = self.summary.scale, video_ids or {}
         record = provenance.preprocessing

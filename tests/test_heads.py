@@ -43,7 +43,7 @@ def separable_store(tmp_path_factory):
         "duration": np.repeat(rng.uniform(3, 90, N_VIDEOS), RPV),
     })
     specs = {16: [ArraySpec("embedding", (32,)), ArraySpec("layer4", (32, 1, 3, 3)), ArraySpec("handcrafted", (6,), "float32", {"feature_names": list("abcdef")}, allow_nan=True)]}
-    store = FeatureStore.create(str(path), rows, specs, {}, rows_per_video=RPV, shard_videos=16)
+    store = FeatureStore.create(str(path), rows, specs, rows_per_video=RPV, shard_videos=16)
     y = np.repeat(labels, RPV).astype(np.float32)
     embedding = rng.standard_normal((N_VIDEOS * RPV, 32)).astype(np.float32)
     embedding[:, :4] += 1.2 * y[:, None]
@@ -185,6 +185,17 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": 4})]:
         with pytest.raises(ArtifactVersionError, match="this vidstore reads up to"):
             reader(data)
+    # the run's copy of the store's provenance, and a model's spec, through the command line
+    (run_dir / "summary.json").write_text(json.dumps(saved))
+    assert StoreProvenance.read(run_dir / "provenance.json", "run") == FeatureStore.open(str(separable_store)).provenance
+    (run_dir / "provenance.json").write_text(json.dumps({"version": 4}))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.yaml").write_text("version: 3\nhead: inception\n")
+    for folder, needle in [(run_dir, f"run {run_dir} (provenance.json) has format version 4; this vidstore reads up to 3: upgrade vidstore"),
+                           (model_dir, f"model {model_dir} (model.yaml) has format version 3; this vidstore reads up to 2: upgrade vidstore")]:
+        proc = run_cli("predict", str(folder), str(tmp_path), check=False)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {needle}", proc.stderr
     # the saved heads carry their format version too
     head_file = run_dir / "checkpoints" / "fold0" / "head.yaml"
     head_file.write_text(head_file.read_text().replace("version: 1", "version: 7"))
