@@ -208,7 +208,7 @@ def extract(
     store: str = typer.Option(..., help="feature store to create or continue (a path or an fsspec URL)"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: extract.device)"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: extract.device); cuda is cuda:LOCAL_RANK under torchrun"),
     shard: Optional[str] = typer.Option(
         None, help="this writer's share as i/n (default: torchrun's RANK/WORLD_SIZE or a SLURM array's task)"
     ),
@@ -344,13 +344,15 @@ def finetune(
     final_from: Optional[Path] = typer.Option(
         None, help="a model trained with a hold-out: train on every video for its best epoch count, keep its threshold"
     ),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: finetune.device); cuda is cuda:LOCAL_RANK under torchrun"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Fine-tune backbone + a map head (Inception3D) end to end (torchrun for several GPUs)."""
     from heads.finetune import finetune as run_finetune
 
     _load_head_modules(head_module)
-    result = run_finetune(samples, init, out, _config(config, overrides), resume=resume, final_from=final_from)
+    cfg = _config(config, overrides, [f"finetune.device={device}"] if device else [])
+    result = run_finetune(samples, init, out, cfg, resume=resume, final_from=final_from)
     if result["status"] == "interrupted":
         typer.echo(f"stopped at epoch {result['epoch']}, step {result['global_step']}; checkpoint in {out}; continue with --resume")
         return
@@ -374,6 +376,7 @@ def predict(
     workers: int = typer.Option(2, help="decode processes"),
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
     samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the file stem)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Probability of fake for each video: path, video_id, prob_fake, label, n_clips, status, reason."""
@@ -382,7 +385,8 @@ def predict(
     from heads.predict import predict as run_predict
 
     _load_head_modules(head_module)
-    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples)
+    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples,
+                        device=device)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
         typer.echo(table.select("video_id", "prob_fake", "label", "n_clips", "status", "reason"))
     if out:
@@ -466,6 +470,7 @@ USER_ERRORS = {
     "extract.job": "ExtractError",
     "store.feature_store": "StoreError",
     "features.backbone": "WeightsError",
+    "features.device": "DeviceError",
     "heads.registry": "HeadError",
     "store.provenance": "ArtifactVersionError",
     "heads.features_table": "HeadDataError",

@@ -34,6 +34,7 @@ from extract.augment import AUGMENT_VERSION
 from extract.clips import variant_ops, variants_at_scales
 from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
+from features.device import pick_device
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreError, StoreProvenance, owned_shards
 
@@ -72,15 +73,6 @@ class ExtractReport:
     @property
     def clips_per_second(self) -> float:
         return self.clips / self.seconds if self.seconds > 0 else float("nan")
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present (the rank's own GPU under torchrun), else the CPU."""
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ExtractError("--device cuda was asked for but CUDA is not available here")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def read_samples(path: str | Path) -> pl.DataFrame:
@@ -516,6 +508,8 @@ def run_extract(
     statistics; a thread pool on the CPU, the GPU on CUDA), running ahead of -> the
     backbone, in batches that never cross a shard -> the shard writer (background threads).
     """
+    x = cfg.extract
+    target = pick_device(device or x.device)  # before anything is written: a device that is not here stops the job
     samples = read_samples(samples_path)
     rank, world = resolve_rank(shard)
     model, weights = _load_backbone(cfg)
@@ -530,8 +524,7 @@ def run_extract(
     if not jobs:
         return report
 
-    x = cfg.extract
-    run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
+    run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), target, x.amp, x.amp_dtype, x.dtype, x.batch_size)
     report.device = str(run.device)
     stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
     writer = ShardWriter(

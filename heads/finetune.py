@@ -41,6 +41,7 @@ from extract.augment import draw_variant, variant_rng
 from extract.clips import make_variant
 from extract.job import read_samples
 from extract.video import VideoError, decode_clip
+from features.device import pick_device
 from heads.metrics import binary_metrics, choose_threshold, log_loss
 from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
@@ -158,12 +159,6 @@ def epoch_batches(train: np.ndarray, labels: np.ndarray, epoch: int, seed: int, 
     )
 
 
-def _device(requested: str) -> torch.device:
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -185,7 +180,7 @@ class Trainer:
         self.out = Path(out)
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
-        self.device = _device(self.f.device)
+        self.device = pick_device(self.f.device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":

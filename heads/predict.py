@@ -31,6 +31,7 @@ from configs import Config, FeaturesConfig
 from extract.clips import clips_of_video, make_variant, variant_ops
 from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
 from features.backbone import BackboneTaps
+from features.device import pick_device
 from features.pooling import summarise_maps
 from heads.crossval import apply_calibration_params
 from heads.data import ArrayMaps, HeadData, VectorSource
@@ -189,7 +190,7 @@ def _first(batch: list[dict]) -> dict:
 
 def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto", samples: str | Path | None = None):
     folder = Path(model)
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    dev = pick_device(device)
     video_ids = read_video_ids(samples)
     if (folder / MODEL_SPEC).is_file():
         return ModelPredictor(folder, cfg, tta, dev, video_ids)
@@ -199,8 +200,8 @@ def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: st
 
 
 def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, batch_size: int = 32,
-            progress: bool = True, samples: str | Path | None = None) -> pl.DataFrame:
-    return predict_videos(load_predictor(model, cfg, tta, samples=samples), list_videos(target), workers=workers, batch_size=batch_size,
+            progress: bool = True, samples: str | Path | None = None, device: str = "auto") -> pl.DataFrame:
+    return predict_videos(load_predictor(model, cfg, tta, device, samples), list_videos(target), workers=workers, batch_size=batch_size,
                           progress=progress)
 
 
