@@ -203,3 +203,30 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
         from heads.registry import head_class
 
         head_class("logreg").load(head_file.parent)
+
+
+def test_the_inception_head_gives_the_same_logits_and_gradients_in_channels_last():
+    """The head trains in channels-last layout for speed; the numbers are those of the default layout."""
+    from heads.zoo.inception import CHANNELS_LAST, InceptionHead
+
+    torch.manual_seed(0)
+    plain = InceptionHead(in_channels=64, branch_channels=8, bottleneck=8)
+    fast = InceptionHead(in_channels=64, branch_channels=8, bottleneck=8).to(memory_format=CHANNELS_LAST)
+    fast.load_state_dict(plain.state_dict())
+    maps = torch.relu(torch.randn(6, 64, 2, 7, 7))  # layer4's (t, h, w) at 16x112x112; ReLU maps tie at 0
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    grads = []
+    for net, x in ((plain, maps), (fast, maps.contiguous(memory_format=CHANNELS_LAST))):
+        net.train()
+        torch.manual_seed(1)  # the same dropout mask
+        logits = net(x)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in net.parameters()]))
+        net.eval()
+        with torch.no_grad():
+            grads[-1] += (net(x),)
+    (train_a, grad_a, eval_a), (train_b, grad_b, eval_b) = grads
+    assert torch.allclose(train_a, train_b, atol=1e-5) and torch.allclose(eval_a, eval_b, atol=1e-5)
+    assert eval_a.std() > 1e-3  # the logits differ between maps: the comparison means something
+    for a, b in zip(grad_a, grad_b):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()

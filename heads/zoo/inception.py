@@ -36,6 +36,10 @@ from heads.registry import register_head
 from heads.training import EarlyStopping, balanced_resample, warmup_cosine, weighted_bce
 
 PRESETS = {"seed": {"branch_channels": 128, "bottleneck": None}}
+# Stored maps train in channels-last layout (weights and batches): on a CPU, oneDNN's 3D
+# max-pool and convolutions run 2-5x faster on it than on the default layout for these
+# small (t, h, w) maps, with the same arithmetic (benchmarks/heads_speed.py).
+CHANNELS_LAST = torch.channels_last_3d
 
 
 class InceptionParams(ConfigSection):
@@ -155,7 +159,7 @@ class InceptionHead3D(HeadBase):
         torch.manual_seed(data.seed)
         rng = np.random.default_rng(data.seed)
         self.args = network_args(data.source.shape[0], p)
-        model = self.net = InceptionHead(**self.args)
+        model = self.net = InceptionHead(**self.args).to(memory_format=CHANNELS_LAST)
         optimiser = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         n_epochs = data.epochs or p.epochs
         steps = math.ceil(len(self._epoch_rows(data, np.random.default_rng(data.seed))) / p.batch_size)
@@ -170,7 +174,7 @@ class InceptionHead3D(HeadBase):
                 if len(positions) < 2:
                     continue  # BatchNorm needs two samples
                 optimiser.zero_grad()
-                loss = loss_fn(model(maps), targets[positions])
+                loss = loss_fn(model(maps.contiguous(memory_format=CHANNELS_LAST)), targets[positions])
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
                 optimiser.step()
@@ -198,7 +202,8 @@ class InceptionHead3D(HeadBase):
         out = np.empty(len(data.rows), dtype=np.float64)
         where = {pos: i for i, pos in enumerate(data.rows.tolist())}
         for positions, maps in data.source.batches(data.rows, 256):
-            out[[where[p] for p in positions.tolist()]] = torch.sigmoid(self.net(maps)).double().numpy()
+            logits = self.net(maps.contiguous(memory_format=CHANNELS_LAST))
+            out[[where[p] for p in positions.tolist()]] = torch.sigmoid(logits).double().numpy()
         return out
 
     def model_args(self) -> dict:
@@ -209,7 +214,7 @@ class InceptionHead3D(HeadBase):
 
     def load_weights(self, folder: Path, model_args: dict) -> None:
         self.args = model_args
-        self.net = self.build_module(model_args)
+        self.net = self.build_module(model_args).to(memory_format=CHANNELS_LAST)
         self.net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
         self.net.eval()
 
