@@ -230,3 +230,21 @@ def test_the_inception_head_gives_the_same_logits_and_gradients_in_channels_last
     assert eval_a.std() > 1e-3  # the logits differ between maps: the comparison means something
     for a, b in zip(grad_a, grad_b):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("t,h,w", [(2, 7, 7), (1, 3, 3), (4, 2, 9)])
+def test_same_conv_leaves_out_only_taps_that_meet_padding(t, h, w):
+    from heads.zoo.inception import SameConv3d
+
+    torch.manual_seed(0)
+    conv = SameConv3d(6, 5, 5, padding=2)
+    maps = torch.randn(3, 6, t, h, w, requires_grad=True)
+    full = torch.nn.functional.conv3d(maps, conv.weight, conv.bias, padding=2)  # every tap
+    out = conv(maps)
+    assert out.shape == full.shape and torch.allclose(out, full, atol=1e-5)
+    (grad_full,) = torch.autograd.grad(full.square().sum(), conv.weight)
+    (grad_same,) = torch.autograd.grad(conv(maps).square().sum(), conv.weight)
+    assert torch.allclose(grad_same, grad_full, atol=1e-4)
+    left_out = [k for k in range(5) if abs(k - 2) > t - 1]  # temporal taps that only meet padding
+    used = [k for k in range(5) if k not in left_out]
+    assert (grad_full[:, :, left_out] == 0).all() and (grad_full[:, :, used].abs().sum((0, 1, 3, 4)) > 0).all()
