@@ -248,3 +248,24 @@ def test_same_conv_leaves_out_only_taps_that_meet_padding(t, h, w):
     left_out = [k for k in range(5) if abs(k - 2) > t - 1]  # temporal taps that only meet padding
     used = [k for k in range(5) if k not in left_out]
     assert (grad_full[:, :, left_out] == 0).all() and (grad_full[:, :, used].abs().sum((0, 1, 3, 4)) > 0).all()
+
+
+def test_map_batches_are_the_stored_maps_in_ram_or_streamed(separable_store):
+    """A map head sees exactly the stored maps as float32, whether they are held in RAM
+    (channels-last) or read from the store every pass."""
+    from heads.data import MapSource
+
+    store = FeatureStore.open(str(separable_store))
+    rows = store.rows().filter(pl.col("status") == "done")
+    stored = store.read(16, "layer4").astype(np.float32)  # every row of the store, in row order
+    positions = np.random.default_rng(0).permutation(rows.height)[:50]
+    for cache_mb in (64, 0):
+        source = MapSource(store, 16, "layer4", rows, cache_mb)
+        assert source.describe()["maps_in_ram"] == (cache_mb > 0)
+        seen = {}
+        for taken, maps in source.batches(positions, 16, np.random.default_rng(1)):
+            assert maps.dtype == torch.float32 and maps.shape[1:] == (32, 1, 3, 3)
+            seen.update(zip(taken.tolist(), maps.numpy()))
+        assert sorted(seen) == sorted(positions.tolist())
+        for p, values in seen.items():
+            assert np.array_equal(values, stored[rows["row"][p]])
