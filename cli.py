@@ -214,7 +214,7 @@ def extract(
     store: str = typer.Option(..., help="feature store to create or continue (a path or an fsspec URL)"),
     config: Optional[Path] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: extract.device)"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: extract.device); cuda is cuda:LOCAL_RANK under torchrun"),
     shard: Optional[str] = typer.Option(
         None, help="this writer's share as i/n (default: torchrun's RANK/WORLD_SIZE or a SLURM array's task)"
     ),
@@ -296,7 +296,8 @@ def store_info(
     """Rows, arrays (shape, chunks, codec, size on disk, compression) and provenance."""
     from store import FeatureStore
 
-    info = FeatureStore.open(path).info()
+    opened = FeatureStore.open(path)
+    info = opened.info()
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -311,11 +312,11 @@ def store_info(
             f"  {a['path']:<18} {str(tuple(a['shape'])):<24} {a['dtype']:<8} chunks {str(tuple(a['chunks'])):<22} "
             f"{a['compressor']:<38} {a['files']:>4} files {a['stored_bytes'] / 2**20:8.2f} MiB  ratio {ratio}"
         )
-    p = info["provenance"]
-    weights = p.get("backbone", {}).get("weights", {})
-    typer.echo(f"  backbone {p.get('backbone', {}).get('name')} weights {weights.get('source')} ({weights.get('origin')}, sha256 {str(weights.get('sha256'))[:12]})")
-    typer.echo(f"  preprocessing {json.dumps(p.get('preprocessing', {}).get('clip'))} hash {p.get('preprocessing_hash')}")
-    typer.echo(f"  schema v{p.get('schema_version')}, code {p.get('code_version')}, created {p.get('created_at')}")
+    p = opened.provenance
+    weights = p.weights
+    typer.echo(f"  backbone {p.backbone_name} weights {weights.get('source')} ({weights.get('origin')}, sha256 {str(weights.get('sha256'))[:12]})")
+    typer.echo(f"  preprocessing {json.dumps(p.preprocessing.get('clip'))} hash {p.preprocessing_hash}")
+    typer.echo(f"  schema v{p.version}, code {p.code_version}, created {p.created_at}")
 
 
 @app.command(cls=ListsHeads)
@@ -354,13 +355,15 @@ def finetune(
     final_from: Optional[Path] = typer.Option(
         None, help="a model trained with a hold-out: train on every video for its best epoch count, keep its threshold"
     ),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: finetune.device); cuda is cuda:LOCAL_RANK under torchrun"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Fine-tune backbone + a map head (Inception3D) end to end (torchrun for several GPUs)."""
     from heads.finetune import finetune as run_finetune
 
     _load_head_modules(head_module)
-    result = run_finetune(samples, init, out, _config(config, overrides), resume=resume, final_from=final_from)
+    cfg = _config(config, overrides, [f"finetune.device={device}"] if device else [])
+    result = run_finetune(samples, init, out, cfg, resume=resume, final_from=final_from)
     if result["status"] == "interrupted":
         typer.echo(f"stopped at epoch {result['epoch']}, step {result['global_step']}; checkpoint in {out}; continue with --resume")
         return
@@ -384,6 +387,7 @@ def predict(
     workers: int = typer.Option(2, help="decode processes"),
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
     samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the path relative to the folder given, as in index)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Probability of fake for each video: path, video_id, prob_fake, pred_label (fake at or above the threshold), n_clips, status, reason."""
@@ -392,7 +396,8 @@ def predict(
     from heads.predict import predict as run_predict
 
     _load_head_modules(head_module)
-    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples)
+    table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples,
+                        device=device)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
         typer.echo(table.select("video_id", "prob_fake", "pred_label", "n_clips", "status", "reason"))
     if out:
@@ -497,6 +502,7 @@ USER_ERRORS = {
     "extract.job": "ExtractError",
     "store.feature_store": "StoreError",
     "features.backbone": "WeightsError",
+    "features.device": "DeviceError",
     "heads.registry": "HeadError",
     "store.provenance": "ArtifactVersionError",
     "heads.features_table": "HeadDataError",

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from extract.job import BackboneRunner  # noqa: E402
 from features.backbone import BackboneTaps, build_backbone  # noqa: E402
+from features.device import pick_device  # noqa: E402
 
 
 def forward_rate(backbone: str, taps: list[str], frames: int, sizes: list[int], batch: int, device: torch.device,
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=512, help="clips timed per point")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device("auto")  # the rule extract, finetune and predict use
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"{name}, torch {torch.__version__}, {args.backbone} taps {args.taps}, T={args.frames}, amp {args.amp}")
     results = []

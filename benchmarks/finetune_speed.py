@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.backbone import build_backbone  # noqa: E402
+from features.device import pick_device  # noqa: E402
 from heads.zoo.inception import InceptionHead  # noqa: E402
 from heads.model import VideoClassifier, set_trainable  # noqa: E402
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--trainable", nargs="+", default=["layer3", "layer4"])
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device("auto")  # the rule extract, finetune and predict use
     backbone, _ = build_backbone("r3d_18", "random")
     model = VideoClassifier(backbone, "layer4", InceptionHead()).to(device)
     params = set_trainable(model, args.trainable, freeze_bn=True)

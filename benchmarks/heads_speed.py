@@ -1,6 +1,6 @@
 """Wall time and peak memory of each head's 5-fold run on stores of FVC's size and 10x.
 
-    python benchmarks/heads_speed.py [--videos 300] [--scales 1 10] [--heads gbm logreg inception]
+    python benchmarks/heads_speed.py [--videos 300] [--scales 1 10] [--heads gbm logreg inception] [--set KEY=VALUE ...]
 
 FVC's usable subset is about 300 videos; with K=10 variants that is 3 300 rows. The store
 is synthetic (the real one needs Kinetics features from a GPU): for every row a 512-d
@@ -55,7 +55,7 @@ def make_store(path: Path, n_videos: int, variants: int = 11, shard_videos: int 
     })
     specs = {112: [ArraySpec("embedding", (512,)), ArraySpec("layer4", (512, 2, 7, 7)),
                    ArraySpec("handcrafted", (32,), "float32", allow_nan=True)]}
-    store = FeatureStore.create(str(path), rows, specs, {}, rows_per_video=variants, shard_videos=shard_videos)
+    store = FeatureStore.create(str(path), rows, specs, rows_per_video=variants, shard_videos=shard_videos)
     started = time.perf_counter()
     y_rows = np.repeat(labels, variants).astype(np.float32)
     for shard in range(store.layout.n_shards):
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=300)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--heads", nargs="+", default=["gbm", "logreg", "inception"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="a config override for every head, e.g. train.inception.threads=1")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for factor in args.scales:
@@ -85,7 +86,7 @@ def main() -> None:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
             print(f"\nstore: {n} videos x 11 variants = {n * 11} rows, 112 px, {size:.0f} MiB on disk (written in {seconds:.0f} s)")
             for head in args.heads:
-                sets = [f"train.out={tmp}/runs", "train.features=[embedding,handcrafted]", "train.scale=112"]
+                sets = [f"train.out={tmp}/runs", "train.features=[embedding,handcrafted]", "train.scale=112", *args.overrides]
                 out = subprocess.run([sys.executable, "-c", RUN.format(root=str(ROOT), sets=sets, head=head, store=str(path))],
                                      capture_output=True, text=True)
                 if out.returncode:

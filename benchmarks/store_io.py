@@ -79,7 +79,7 @@ def write_store(path: Path, values: np.ndarray, rows_per_video: int, shard_video
                          "group": np.repeat([f"g{i}" for i in range(n_videos)], rows_per_video),
                          "label": np.zeros(len(values), dtype=int), "variant": np.tile(np.arange(rows_per_video), n_videos)})
     spec = ArraySpec("x", tuple(values.shape[1:]), str(values.dtype))
-    store = FeatureStore.create(str(path), rows, {1: [spec]}, {}, rows_per_video=rows_per_video,
+    store = FeatureStore.create(str(path), rows, {1: [spec]}, rows_per_video=rows_per_video,
                                 shard_videos=shard_videos, compression=compression)
     started = time.perf_counter()
     for shard in range(store.layout.n_shards):
@@ -117,7 +117,7 @@ def files_per_10k_rows(tmp: Path) -> None:
     # the real-data arrays (T=16, 224 and 112 px); tiny stand-in shapes: files do not depend on them
     specs = {224: [ArraySpec("embedding", (4,)), ArraySpec("layer4", (4, 1, 1, 1)), ArraySpec("handcrafted", (4,), "float32")],
              112: [ArraySpec("embedding", (4,)), ArraySpec("layer4", (4, 1, 1, 1)), ArraySpec("handcrafted", (4,), "float32")]}
-    store = FeatureStore.create(str(tmp / "files.zarr"), rows, specs, {}, rows_per_video=11, shard_videos=32)
+    store = FeatureStore.create(str(tmp / "files.zarr"), rows, specs, rows_per_video=11, shard_videos=32)
     writer = ShardWriter(store, [(s, a.name) for s, arrays in specs.items() for a in arrays])
     for shard in range(layout.n_shards):
         writer.begin(shard)
@@ -155,7 +155,7 @@ def reader_memory(tmp: Path, big_mib: float) -> None:
         rows = pl.DataFrame({"video_id": [f"v{i}" for i in range(n)], "group": [f"g{i}" for i in range(n)],
                              "label": np.arange(n) % 2, "variant": np.zeros(n, dtype=int)})
         path = tmp / f"big-{int(mib)}.zarr"
-        store = FeatureStore.create(str(path), rows, {32: [ArraySpec("layer4", row_shape)]}, {}, shard_videos=64)
+        store = FeatureStore.create(str(path), rows, {32: [ArraySpec("layer4", row_shape)]}, shard_videos=64)
         for shard in range(store.layout.n_shards):
             start, stop = store.layout.shard_rows(shard)
             maps = np.maximum(rng.standard_normal((stop - start, *row_shape)), 0).astype(np.float16)  # post-ReLU-like
@@ -275,7 +275,7 @@ def write_shards_concurrently(sources: str, folder: str, compression: dict, n_sh
                          "group": np.repeat([f"g{i}" for i in range(n_videos)], GPU_ROWS_PER_VIDEO),
                          "label": np.zeros(n_videos * GPU_ROWS_PER_VIDEO, dtype=int),
                          "variant": np.tile(np.arange(GPU_ROWS_PER_VIDEO), n_videos)})
-    store = FeatureStore.create(folder, rows, GPU_ARRAYS, {}, rows_per_video=GPU_ROWS_PER_VIDEO,
+    store = FeatureStore.create(folder, rows, GPU_ARRAYS, rows_per_video=GPU_ROWS_PER_VIDEO,
                                 shard_videos=GPU_SHARD_VIDEOS, compression=compression)
     mb = n_shards * sum(v.nbytes for v in values.values()) / 1e6
     # zarr runs every call's coroutines on one event-loop thread: its share is the serial part

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from features.device import DEVICE_HELP, DEVICE_PATTERN
+
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
@@ -170,7 +172,7 @@ class ExtractConfig(_Strict):
     stage_threads: int = Field(0, ge=0, description="videos in the device stage at once; 0 = one per core on a CPU, 4 on CUDA")
     writer_threads: int = Field(2, ge=0, description="background threads compressing and writing shards; 0 = write in the job's thread")
     writer_queue: int = Field(1, ge=0, description="finished shards that may wait for a writer thread (memory bound)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     amp: bool = Field(True, description="autocast on CUDA")
     amp_dtype: Literal["bf16", "fp16"] = Field("bf16", description="autocast dtype on CUDA")
     dtype: Literal["float16", "float32"] = "float16"
@@ -241,7 +243,7 @@ class FinetuneConfig(_Strict):
     augment: bool = Field(True, description="training clips draw fresh augmentations every epoch (the augment policy)")
     num_workers: int = Field(2, ge=0)
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     export: list[Literal["torchscript", "onnx"]] = Field(default_factory=list, description="exports checked against the eager model")
 
 

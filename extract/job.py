@@ -34,9 +34,10 @@ from extract.augment import AUGMENT_VERSION
 from extract.clips import variant_ops, variants_at_scales
 from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
+from features.device import pick_device
 from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from extract.workers import decode_in_workers
-from store import ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, owned_shards
+from store import SCHEMA_VERSION, ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, StoreProvenance, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
 META_COLUMNS = ("bitrate", "fps", "width", "height", "duration", "codec")  # from the index's probe
@@ -74,15 +75,6 @@ class ExtractReport:
     @property
     def clips_per_second(self) -> float:
         return self.clips / self.seconds if self.seconds > 0 else float("nan")
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present (the rank's own GPU under torchrun), else the CPU."""
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ExtractError("--device cuda was asked for but CUDA is not available here")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def read_samples(path: str | Path) -> pl.DataFrame:
@@ -199,7 +191,7 @@ def array_specs(cfg: Config) -> dict[int, list[ArraySpec]]:
 
 
 def _check_same_preprocessing(store: FeatureStore, record: dict) -> None:
-    differing = _diff_keys(store.attrs.get("preprocessing", {}), record)
+    differing = _diff_keys(store.provenance.preprocessing, record)
     if differing:
         raise StoreMismatch(
             f"store {store.path} was made with another preprocessing config (differs in: {', '.join(differing)}); "
@@ -230,16 +222,17 @@ def prepare_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights: 
         if new.height:
             store.append_rows(row_table(new, cfg))
         return store
-    provenance = {
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": _code_version(),
-        "packages": _package_versions(),
-        "backbone": {"name": cfg.backbone.name, "taps": list(cfg.backbone.taps), "weights": weights.to_dict()},
-        "preprocessing": record,
-        "preprocessing_hash": config_hash(record),
-        "extract": cfg.extract.model_dump(mode="json"),
-        "samples": {"path": str(Path(samples_path).resolve()), "n_videos": samples.height},  # absolute: reports find the videos
-    }
+    provenance = StoreProvenance(
+        version=SCHEMA_VERSION,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        code_version=_code_version(),
+        packages=_package_versions(),
+        backbone={"name": cfg.backbone.name, "taps": list(cfg.backbone.taps), "weights": weights.to_dict()},
+        preprocessing=record,
+        preprocessing_hash=config_hash(record),
+        extract=cfg.extract.model_dump(mode="json"),
+        samples={"path": str(Path(samples_path).resolve()), "n_videos": samples.height},  # absolute: reports find the videos
+    )
     try:
         return FeatureStore.create(
             store_path,
@@ -607,6 +600,8 @@ def run_extract(
     statistics; a thread pool on the CPU, the GPU on CUDA), running ahead of -> the
     backbone, in batches that never cross a shard -> the shard writer (background threads).
     """
+    x = cfg.extract
+    target = pick_device(device or x.device)  # before anything is written: a device that is not here stops the job
     samples = read_samples(samples_path)
     rank, world = resolve_rank(shard)
     model, weights = _load_backbone(cfg)
@@ -624,7 +619,7 @@ def run_extract(
     leases = Leases(store.fs, store.root, rank=rank, timeout=x.lease_timeout)
     claims = _Claims(store, leases, jobs, distrusted)
 
-    run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), pick_device(device or x.device), x.amp, x.amp_dtype, x.dtype, x.batch_size)
+    run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), target, x.amp, x.amp_dtype, x.dtype, x.batch_size)
     report.device = str(run.device)
     stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
     writer = ShardWriter(

@@ -42,6 +42,7 @@ from extract.clips import make_variant
 from extract.job import read_samples
 from extract.video import VideoError, decode_clip
 from extract.workers import decode_in_workers
+from features.device import pick_device
 from heads.metrics import binary_metrics, choose_threshold, log_loss
 from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
@@ -92,7 +93,7 @@ def load_init(path: str | Path) -> Init:
     aucs = [v if v is not None else -1 for v in summary.metrics["roc_auc"]["per_fold"]]
     best = int(np.argmax(aucs))
     fitted = head_class(summary.head).load(path / "checkpoints" / f"fold{best}")
-    provenance = StoreProvenance.from_dict(json.loads((path / "provenance.json").read_text()), f"run {path} (provenance.json)")
+    provenance = StoreProvenance.read(path / "provenance.json", f"run {path} (provenance.json)")
     return Init(provenance, summary.scale, summary.tap, summary.head, fitted.model_args(), fitted.module().state_dict(), None,
                 {"run": str(path), "fold": best, "fold_roc_auc": aucs[best]})
 
@@ -163,12 +164,6 @@ def epoch_batches(train: np.ndarray, labels: np.ndarray, epoch: int, seed: int, 
     )
 
 
-def _device(requested: str) -> torch.device:
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -190,7 +185,7 @@ class Trainer:
         self.out = Path(out)
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
-        self.device = _device(self.f.device)
+        self.device = pick_device(self.f.device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":

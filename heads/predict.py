@@ -36,6 +36,7 @@ from extract.sources import check_path, find_video_entries, relative_id
 from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
 from extract.workers import decode_in_workers
 from features.backbone import BackboneTaps
+from features.device import pick_device
 from features.pooling import summarise_maps
 from heads.crossval import apply_calibration_params
 from heads.data import ArrayMaps, HeadData, VectorSource
@@ -125,7 +126,7 @@ class RunPredictor:
 
     def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device, video_ids: dict[str, str] | None = None):
         self.summary = RunSummary.read(folder)
-        provenance = StoreProvenance.from_dict(json.loads((folder / "provenance.json").read_text()), f"run {folder} (provenance.json)")
+        provenance = StoreProvenance.read(folder / "provenance.json", f"run {folder} (provenance.json)")
         self.head_class = head_class(self.summary.head)
         self.scale, self.video_ids = self.summary.scale, video_ids or {}
         record = provenance.preprocessing
@@ -203,7 +204,7 @@ def _per_video(per_clip: np.ndarray, sizes: list[int]) -> list[tuple[float, int]
 
 def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto", samples: str | Path | None = None):
     folder = Path(model)
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    dev = pick_device(device)
     video_ids = read_video_ids(samples)
     if (folder / MODEL_SPEC).is_file():
         return ModelPredictor(folder, cfg, tta, dev, video_ids)
@@ -213,8 +214,8 @@ def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: st
 
 
 def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, batch_size: int = 32,
-            progress: bool = True, samples: str | Path | None = None) -> pl.DataFrame:
-    return predict_videos(load_predictor(model, cfg, tta, samples=samples), list_videos(target), workers=workers, batch_size=batch_size,
+            progress: bool = True, samples: str | Path | None = None, device: str = "auto") -> pl.DataFrame:
+    return predict_videos(load_predictor(model, cfg, tta, device, samples), list_videos(target), workers=workers, batch_size=batch_size,
                           progress=progress, cfg=cfg)
 
 

@@ -20,7 +20,7 @@ from heads.data import HeadTable, load_head_table
 from heads.metrics import slice_metrics
 from heads.registry import HeadError, head_class, head_config
 from heads.report import write_report
-from heads.runs import RunSummary, json_safe, new_run_dir, write_run
+from heads.runs import RunSummary, new_run_dir, write_run
 from store import FeatureStore
 
 __all__ = ["HeadError", "load_head_data", "make_head", "run_head", "train_head"]
@@ -104,7 +104,7 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     summary = dataclasses.replace(summary, run_id=run_dir.name)
     write_run(run_dir, cfg.to_dict(), summary, result.oof, result.curves)
     save_fold_models(run_dir, result)
-    (run_dir / "provenance.json").write_text(json.dumps(json_safe(data.store.provenance.to_dict()), indent=2) + "\n")
+    data.store.provenance.write(run_dir / "provenance.json")
     write_report(run_dir, summary, result.oof, result.curves, paths=sample_paths(data.store.provenance.samples.get("path")),
                  sheet_config=sheet_config_of(data.store.provenance))
     return run_dir, summary

@@ -147,7 +147,7 @@ class FeatureStore:
         path: str,
         rows: pl.DataFrame,
         arrays: dict[int, list[ArraySpec]],
-        provenance: dict[str, Any],
+        provenance: "StoreProvenance | None" = None,
         *,
         rows_per_video: int = 1,
         shard_videos: int = 32,
@@ -155,7 +155,13 @@ class FeatureStore:
         compression: dict[str, Any] | None = None,
     ) -> "FeatureStore":
         """A new store with every array at its final row count; ``rows`` is the row table
-        (GIVEN_COLUMNS, ``rows_per_video`` contiguous rows per video)."""
+        (GIVEN_COLUMNS, ``rows_per_video`` contiguous rows per video); ``provenance`` is what
+        made it (None: an empty record, for stores made by tests and benchmarks)."""
+        from store.provenance import StoreProvenance
+
+        provenance = provenance or StoreProvenance(SCHEMA_VERSION)
+        if provenance.version != SCHEMA_VERSION:
+            raise StoreError(f"a store of schema version {provenance.version} cannot be written; this code writes {SCHEMA_VERSION}")
         missing = [c for c in ("video_id", "group", "label", "variant") if c not in rows.columns]
         if missing:
             raise StoreError(f"row table lacks columns {missing}")
@@ -201,7 +207,7 @@ class FeatureStore:
                 "n_rows": 0,
                 "scales": sorted(arrays, reverse=True),
                 "arrays": expected,
-                **provenance,
+                **provenance.to_attrs(),
             }
         )
         store = cls(group, path)
@@ -279,6 +285,8 @@ class FeatureStore:
         except Exception as err:
             raise StoreError(f"{path} is not a Zarr store ({type(err).__name__})") from None
         version = group.attrs.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise StoreError(f"store {path} has schema version {version}; this vidstore reads up to {SCHEMA_VERSION}: upgrade vidstore")
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"store {path} has schema version {version!r}; this code reads version {SCHEMA_VERSION} "
@@ -498,7 +506,7 @@ class FeatureStore:
             "shards": {"n": layout.n_shards, "videos_per_shard": layout.shard_videos, "rows_per_shard": layout.rows_per_shard,
                        "done": len(self.markers())},
             "arrays": arrays,
-            "provenance": self.attrs,
+            "provenance": self.provenance.to_dict(),
         }
 
 

@@ -1,13 +1,17 @@
 """The store's provenance as one typed record, and the version rule every artifact follows.
 
-Extraction writes the record into the store's group attributes; readers (heads, fine-
-tuning, prediction, a run's ``provenance.json``) take it through
-:meth:`StoreProvenance.from_dict` instead of reading keys, so a field that moves moves here.
+Extraction builds the record and the store writes it into its group attributes
+(:meth:`StoreProvenance.to_attrs`); a run copies it to ``provenance.json``
+(:meth:`StoreProvenance.write`). Readers (heads, fine-tuning, prediction, ``store info``)
+take it through :meth:`StoreProvenance.from_dict` instead of reading keys, so a field that
+moves moves here.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -64,6 +68,20 @@ class StoreProvenance:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_attrs(self) -> dict:
+        """The store's group attributes: the fields, the version as ``schema_version``."""
+        attrs = self.to_dict()
+        attrs["schema_version"] = attrs.pop("version")
+        return attrs
+
+    @classmethod
+    def read(cls, path: str | Path, where: str) -> "StoreProvenance":
+        """A run's ``provenance.json``."""
+        return cls.from_dict(json.loads(Path(path).read_text()), where)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @property
     def backbone_name(self) -> str | None:

@@ -43,7 +43,7 @@ def separable_store(tmp_path_factory):
         "duration": np.repeat(rng.uniform(3, 90, N_VIDEOS), RPV),
     })
     specs = {16: [ArraySpec("embedding", (32,)), ArraySpec("layer4", (32, 1, 3, 3)), ArraySpec("handcrafted", (6,), "float32", {"feature_names": list("abcdef")}, allow_nan=True)]}
-    store = FeatureStore.create(str(path), rows, specs, {}, rows_per_video=RPV, shard_videos=16)
+    store = FeatureStore.create(str(path), rows, specs, rows_per_video=RPV, shard_videos=16)
     y = np.repeat(labels, RPV).astype(np.float32)
     embedding = rng.standard_normal((N_VIDEOS * RPV, 32)).astype(np.float32)
     embedding[:, :4] += 1.2 * y[:, None]
@@ -187,6 +187,17 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": 4})]:
         with pytest.raises(ArtifactVersionError, match="this vidstore reads up to"):
             reader(data)
+    # the run's copy of the store's provenance, and a model's spec, through the command line
+    (run_dir / "summary.json").write_text(json.dumps(saved))
+    assert StoreProvenance.read(run_dir / "provenance.json", "run") == FeatureStore.open(str(separable_store)).provenance
+    (run_dir / "provenance.json").write_text(json.dumps({"version": 4}))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.yaml").write_text("version: 3\nhead: inception\n")
+    for folder, needle in [(run_dir, f"run {run_dir} (provenance.json) has format version 4; this vidstore reads up to 3: upgrade vidstore"),
+                           (model_dir, f"model {model_dir} (model.yaml) has format version 3; this vidstore reads up to 2: upgrade vidstore")]:
+        proc = run_cli("predict", str(folder), str(tmp_path), check=False)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {needle}", proc.stderr
     # the saved heads carry their format version too
     head_file = run_dir / "checkpoints" / "fold0" / "head.yaml"
     head_file.write_text(head_file.read_text().replace("version: 1", "version: 7"))
@@ -295,3 +306,69 @@ def test_every_run_reports_group_intervals_and_the_field_s_metrics(separable_sto
     wrong = oof.filter((oof["prob"] >= oof["threshold"]).cast(pl.Int64) != oof["label"].cast(pl.Int64))
     worst = wrong.with_columns((wrong["prob"] - wrong["label"]).abs().alias("e")).sort("e", descending=True)["video_id"][0]
     assert f"<td>{worst}</td>" in page
+
+
+def test_the_inception_head_gives_the_same_logits_and_gradients_in_channels_last():
+    """The head trains in channels-last layout for speed; the numbers are those of the default layout."""
+    from heads.zoo.inception import CHANNELS_LAST, InceptionHead
+
+    torch.manual_seed(0)
+    plain = InceptionHead(in_channels=64, branch_channels=8, bottleneck=8)
+    fast = InceptionHead(in_channels=64, branch_channels=8, bottleneck=8).to(memory_format=CHANNELS_LAST)
+    fast.load_state_dict(plain.state_dict())
+    maps = torch.relu(torch.randn(6, 64, 2, 7, 7))  # layer4's (t, h, w) at 16x112x112; ReLU maps tie at 0
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    grads = []
+    for net, x in ((plain, maps), (fast, maps.contiguous(memory_format=CHANNELS_LAST))):
+        net.train()
+        torch.manual_seed(1)  # the same dropout mask
+        logits = net(x)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in net.parameters()]))
+        net.eval()
+        with torch.no_grad():
+            grads[-1] += (net(x),)
+    (train_a, grad_a, eval_a), (train_b, grad_b, eval_b) = grads
+    assert torch.allclose(train_a, train_b, atol=1e-5) and torch.allclose(eval_a, eval_b, atol=1e-5)
+    assert eval_a.std() > 1e-3  # the logits differ between maps: the comparison means something
+    for a, b in zip(grad_a, grad_b):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("t,h,w", [(2, 7, 7), (1, 3, 3), (4, 2, 9)])
+def test_same_conv_leaves_out_only_taps_that_meet_padding(t, h, w):
+    from heads.zoo.inception import SameConv3d
+
+    torch.manual_seed(0)
+    conv = SameConv3d(6, 5, 5, padding=2)
+    maps = torch.randn(3, 6, t, h, w, requires_grad=True)
+    full = torch.nn.functional.conv3d(maps, conv.weight, conv.bias, padding=2)  # every tap
+    out = conv(maps)
+    assert out.shape == full.shape and torch.allclose(out, full, atol=1e-5)
+    (grad_full,) = torch.autograd.grad(full.square().sum(), conv.weight)
+    (grad_same,) = torch.autograd.grad(conv(maps).square().sum(), conv.weight)
+    assert torch.allclose(grad_same, grad_full, atol=1e-4)
+    left_out = [k for k in range(5) if abs(k - 2) > t - 1]  # temporal taps that only meet padding
+    used = [k for k in range(5) if k not in left_out]
+    assert (grad_full[:, :, left_out] == 0).all() and (grad_full[:, :, used].abs().sum((0, 1, 3, 4)) > 0).all()
+
+
+def test_map_batches_are_the_stored_maps_in_ram_or_streamed(separable_store):
+    """A map head sees exactly the stored maps as float32, whether they are held in RAM
+    (channels-last) or read from the store every pass."""
+    from heads.data import MapSource
+
+    store = FeatureStore.open(str(separable_store))
+    rows = store.rows().filter(pl.col("status") == "done")
+    stored = store.read(16, "layer4").astype(np.float32)  # every row of the store, in row order
+    positions = np.random.default_rng(0).permutation(rows.height)[:50]
+    for cache_mb in (64, 0):
+        source = MapSource(store, 16, "layer4", rows, cache_mb)
+        assert source.describe()["maps_in_ram"] == (cache_mb > 0)
+        seen = {}
+        for taken, maps in source.batches(positions, 16, np.random.default_rng(1)):
+            assert maps.dtype == torch.float32 and maps.shape[1:] == (32, 1, 3, 3)
+            seen.update(zip(taken.tolist(), maps.numpy()))
+        assert sorted(seen) == sorted(positions.tolist())
+        for p, values in seen.items():
+            assert np.array_equal(values, stored[rows["row"][p]])

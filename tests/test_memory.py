@@ -63,7 +63,7 @@ def test_reader_memory_is_bounded_by_a_shard_not_the_store(tmp_path):
     n_videos, shard_videos, row_shape = 1200, 16, (512, 1, 7, 7)  # 49 KiB a row
     rows = pl.DataFrame({"video_id": [f"v{i}" for i in range(n_videos)], "group": [f"g{i}" for i in range(n_videos)],
                          "label": np.arange(n_videos) % 2, "variant": np.zeros(n_videos, dtype=int)})
-    store = FeatureStore.create(str(tmp_path / "big.zarr"), rows, {32: [ArraySpec("layer4", row_shape)]}, {},
+    store = FeatureStore.create(str(tmp_path / "big.zarr"), rows, {32: [ArraySpec("layer4", row_shape)]},
                                 shard_videos=shard_videos, compression={"codec": "none"})
     writer = ShardWriter(store, [(32, "layer4")])
     rng = np.random.default_rng(0)

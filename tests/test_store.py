@@ -10,12 +10,15 @@ import polars as pl
 import pytest
 import zarr
 
+from conftest import run_cli
 from store import (
+    SCHEMA_VERSION,
     ArraySpec,
     FeatureStore,
     ShardLayout,
     ShardWriter,
     StoreError,
+    StoreProvenance,
     StoreReader,
     owned_shards,
     validate_store,
@@ -42,7 +45,7 @@ def make_rows(n_videos: int, first: int = 0) -> pl.DataFrame:
 
 
 def make_store(path, n_videos=10, shard_videos=4, chunk_mb=0.02):
-    return FeatureStore.create(str(path), make_rows(n_videos), SPECS, {"note": "test"}, rows_per_video=RPV, shard_videos=shard_videos, chunk_mb=chunk_mb)
+    return FeatureStore.create(str(path), make_rows(n_videos), SPECS, rows_per_video=RPV, shard_videos=shard_videos, chunk_mb=chunk_mb)
 
 
 def values_for(n_rows: int, seed: int = 0) -> dict:
@@ -280,13 +283,44 @@ def test_reader_cache_serves_later_epochs_from_ram(tmp_path):
 
 def test_store_on_an_fsspec_url():
     url = "memory://stores/test.zarr"
-    store = FeatureStore.create(url, make_rows(5), SPECS, {}, rows_per_video=RPV, shard_videos=2)
+    store = FeatureStore.create(url, make_rows(5), SPECS, rows_per_video=RPV, shard_videos=2)
     truth = values_for(15)
     fill(store, truth)
     again = FeatureStore.open(url)
     assert (again.rows()["status"] == "done").all()
     assert np.array_equal(again.read(32, "layer4"), truth[(32, "layer4")])
     assert validate_store(again).ok
+
+
+def test_the_provenance_written_is_the_provenance_read(tmp_path):
+    record = StoreProvenance(
+        SCHEMA_VERSION,
+        backbone={"name": "r3d_18", "taps": ["pool", "layer4"], "weights": {"source": "random", "sha256": "ab" * 32}},
+        preprocessing={"clip": {"frames": 4}},
+        preprocessing_hash="f00d",
+        extract={"dtype": "float16"},
+        samples={"path": "samples.parquet", "n_videos": 10},
+        created_at="2026-01-01T00:00:00+00:00",
+        code_version="0.1.0+abc",
+        packages={"torch": "2.0"},
+    )
+    store = FeatureStore.create(str(tmp_path / "s.zarr"), make_rows(10), SPECS, record, rows_per_video=RPV)
+    assert FeatureStore.open(store.path).provenance == record
+    assert store.attrs["schema_version"] == SCHEMA_VERSION and "version" not in store.attrs  # the store's one version key
+    record.write(tmp_path / "provenance.json")  # a run's copy
+    assert StoreProvenance.read(tmp_path / "provenance.json", "run") == record
+    with pytest.raises(StoreError, match=f"cannot be written; this code writes {SCHEMA_VERSION}"):
+        FeatureStore.create(str(tmp_path / "t.zarr"), make_rows(10), SPECS, StoreProvenance(SCHEMA_VERSION + 1), rows_per_video=RPV)
+
+
+def test_a_store_from_a_newer_version_is_refused_in_one_line(tmp_path):
+    path = make_store(tmp_path / "s.zarr").path
+    zarr.open_group(path, mode="r+").attrs["schema_version"] = SCHEMA_VERSION + 1
+    for args in (["store", "info", path], ["train", "gbm", "--store", path, "--out", str(tmp_path / "runs")]):
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == (f"error: store {path} has schema version {SCHEMA_VERSION + 1}; "
+                                       f"this vidstore reads up to {SCHEMA_VERSION}: upgrade vidstore")
 
 
 def test_open_errors(tmp_path):
@@ -297,7 +331,7 @@ def test_open_errors(tmp_path):
     with pytest.raises(StoreError, match="schema version 1"):
         FeatureStore.open(str(tmp_path / "old.zarr"))
     with pytest.raises(StoreError, match="no rows"):
-        FeatureStore.create(str(tmp_path / "empty.zarr"), make_rows(0), SPECS, {})
+        FeatureStore.create(str(tmp_path / "empty.zarr"), make_rows(0), SPECS)
     store = make_store(tmp_path / "s.zarr")
     with pytest.raises(StoreError, match="already exists"):
         make_store(tmp_path / "s.zarr")

@@ -1,0 +1,62 @@
+"""One device rule for extract, finetune and predict: auto, cpu, cuda (the rank's own GPU
+under torchrun) or cuda:N, and a one-line error for a device that is not here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import run_cli
+from features.device import DeviceError, device_name, pick_device
+
+
+@pytest.mark.parametrize("requested,gpus,local_rank,expected", [
+    ("auto", 0, None, "cpu"),
+    ("auto", 0, "3", "cpu"),  # torchrun on a CPU machine: every rank on the CPU
+    ("auto", 2, None, "cuda:0"),
+    ("auto", 4, "3", "cuda:3"),  # torchrun: each process its own GPU
+    ("cuda", 2, "1", "cuda:1"),
+    ("cuda", 2, None, "cuda:0"),
+    ("cuda:1", 2, None, "cuda:1"),
+    ("cuda:1", 4, "3", "cuda:1"),  # an explicit index wins over the rank
+    ("cpu", 2, "1", "cpu"),
+])
+def test_device_name(requested, gpus, local_rank, expected):
+    assert device_name(requested, gpus, local_rank) == expected
+
+
+@pytest.mark.parametrize("requested,gpus,local_rank,message", [
+    ("cuda", 0, None, "device cuda was asked for but CUDA is not available here (use cpu or auto)"),
+    ("cuda:0", 0, "0", "device cuda:0 was asked for but CUDA is not available here (use cpu or auto)"),
+    ("cuda:2", 2, None, "device cuda:2 asks for cuda:2; this machine has 2 CUDA device(s), cuda:0 to cuda:1"),
+    ("auto", 2, "2", "LOCAL_RANK 2 (torchrun) asks for cuda:2; this machine has 2 CUDA device(s), cuda:0 to cuda:1"),
+    ("cuda", 1, "one", "LOCAL_RANK='one' is not a GPU index (torchrun sets it to 0, 1, ...)"),
+    ("gpu", 1, None, "device 'gpu' is not one of auto, cpu, cuda or cuda:N"),
+    ("cuda:", 1, None, "device 'cuda:' is not one of auto, cpu, cuda or cuda:N"),
+])
+def test_device_errors_say_what_to_choose(requested, gpus, local_rank, message):
+    with pytest.raises(DeviceError) as err:
+        device_name(requested, gpus, local_rank)
+    assert str(err.value) == message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_this_machine_without_cuda(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert pick_device("auto") == torch.device("cpu") and pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="CUDA is not available here"):
+        pick_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_asked_for_without_cuda_is_one_line_from_every_command(tmp_path):
+    missing = str(tmp_path / "none")
+    for args in (["extract", "--samples", missing, "--store", missing, "--device", "cuda"],
+                 ["finetune", "--samples", missing, "--init", missing, "--out", missing, "--device", "cuda:1"],
+                 ["predict", missing, missing, "--device", "cuda"]):
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: device cuda") and "CUDA is not available here" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "none").exists()  # nothing was written before the device was checked
+    bad = run_cli("extract", "--samples", missing, "--store", missing, "--device", "gpu", check=False)
+    assert bad.returncode == 2 and "extract.device" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
