@@ -19,7 +19,7 @@ from heads.data import HeadData, load_head_table
 from heads.registry import head_class
 from heads.runs import RunSummary
 from heads.train import train_head
-from store import ArraySpec, FeatureStore, ShardWriter
+from store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreProvenance
 
 RPV = 2
 PROVENANCE = {"preprocessing_hash": "same-pipeline", "backbone": {"name": "r3d_18", "weights": {"source": "random", "sha256": "w0"}}}
@@ -34,7 +34,8 @@ def make_store(path, video_ids, groups, labels, seed, provenance=PROVENANCE):
         "variant": np.tile(np.arange(RPV), n), "platform": np.repeat(["youtube"] * n, RPV),
         "width": np.full(n * RPV, 640.0), "height": np.full(n * RPV, 360.0), "duration": np.full(n * RPV, 12.0),
     })
-    store = FeatureStore.create(str(path), rows, {16: [ArraySpec("embedding", (8,))]}, provenance, rows_per_video=RPV, shard_videos=16)
+    record = StoreProvenance(SCHEMA_VERSION, **provenance)  # the store's provenance is typed when written
+    store = FeatureStore.create(str(path), rows, {16: [ArraySpec("embedding", (8,))]}, record, rows_per_video=RPV, shard_videos=16)
     embedding = rng.standard_normal((n * RPV, 8)).astype(np.float32)
     embedding[:, :3] += 1.3 * np.repeat(labels, RPV)[:, None]
     writer = ShardWriter(store, [(16, "embedding")])
