@@ -107,17 +107,12 @@ def _creator_alive(creator: Any) -> bool:
     host, or, elsewhere, begun within the last ten minutes."""
     if not isinstance(creator, dict):
         return False
+    from store.lease import pid_running
+
     try:
         if creator.get("host") == socket.gethostname():
-            if int(creator["pid"]) == os.getpid():
-                return False
-            os.kill(int(creator["pid"]), 0)
-            return True
+            return int(creator["pid"]) != os.getpid() and pid_running(int(creator["pid"]))
         return time.time() - float(creator["at"]) < 600
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     except (KeyError, TypeError, ValueError):
         return False
 

@@ -28,13 +28,14 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 
-def _running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process
+        return True
     return True
 
 
@@ -71,13 +72,14 @@ class Leases:
         if lease is None:
             return True
         try:
-            if lease.get("host") == socket.gethostname() and not _running(int(lease["pid"])):
+            if lease.get("host") == socket.gethostname() and not pid_running(int(lease["pid"])):
                 return True
             return time.time() - float(lease["heartbeat"]) > self.timeout
         except (KeyError, TypeError, ValueError):
             return True
 
-    def _create(self, path: str) -> bool:
+    def _create(self, shard: int) -> bool:
+        path = self.path(shard)
         if self.local:  # written aside, then linked in place: exclusive, and never seen half-written
             tmp = f"{path}.tmp-{self.owner}"
             with open(tmp, "wb") as f:
@@ -93,18 +95,18 @@ class Leases:
             return False
         self.fs.pipe_file(path, self._record())
         time.sleep(0.2)
-        lease = self.read(int(path.rsplit("/", 1)[1].split(".")[0]))
+        lease = self.read(shard)
         return lease is not None and lease.get("owner") == self.owner
 
     def acquire(self, shard: int) -> bool:
         """Take ``shard``'s lease; False when another live process holds it."""
         path = self.path(shard)
         self.fs.makedirs(f"{self.root}/done", exist_ok=True)
-        if not self._create(path):
+        if not self._create(shard):
             lease = self.read(shard)
             if lease is not None and lease.get("owner") == self.owner:
                 return True
-            if lease is None and self._create(path):  # released in between
+            if lease is None and self._create(shard):  # released in between
                 return self._hold(shard)
             lease = lease or self.read(shard)
             if lease is None:  # there but unreadable (damaged): judged by its age
@@ -124,8 +126,9 @@ class Leases:
                     self.fs.mv(path, aside)
             except (FileNotFoundError, OSError):
                 return False  # another process took it over first
-            self.fs.rm(aside) if self.fs.exists(aside) else None
-            if not self._create(path):
+            if self.fs.exists(aside):
+                self.fs.rm(aside)
+            if not self._create(shard):
                 return False
         return self._hold(shard)
 
