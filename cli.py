@@ -35,24 +35,59 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand
 
-from configs import Config, load_config
+
+def use_checkout() -> None:
+    """Make the folder this file is in the ``vidstore`` package, whatever else is installed:
+    ``python cli.py`` from a checkout, and the tests and benchmarks (which ``import cli``),
+    run this checkout's code. An installed vidstore (``vidstore`` command) never calls it."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent
+    loaded = sys.modules.get("vidstore")
+    if loaded is not None and Path(loaded.__file__).resolve().parent == root:
+        return
+    spec = importlib.util.spec_from_file_location("vidstore", root / "__init__.py", submodule_search_locations=[str(root)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["vidstore"] = package
+    spec.loader.exec_module(package)
+
+
+if not __package__:  # run or imported as a file, not as vidstore.cli
+    use_checkout()
+
+from vidstore.configs import Config, load_config  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n")[0])
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config merged over the defaults (configs/default.yaml)")
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="a YAML file, or a config installed with vidstore by name (demo, fvc), merged over the defaults")
 SET_OPTION = typer.Option([], "--set", help="override one key, e.g. --set clip.frames=8 (repeatable)")
 HEAD_MODULE_OPTION = typer.Option([], "--head-module", help="a Python file that registers heads of your own (repeatable)")
 
 
-def _config(path: Optional[Path], overrides: list[str], extra: list[str] = ()) -> Config:
+def _config(path: Optional[str], overrides: list[str], extra: list[str] = ()) -> Config:
     return load_config(path, list(overrides) + list(extra))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import vidstore
+
+        typer.echo(f"vidstore {vidstore.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """vidstore: a video feature store with lightweight heads, for telling real videos from fake."""
 
 
 def _load_head_modules(paths: list[Path]) -> None:
     if paths:
-        from heads.registry import load_head_module
+        from vidstore.heads.registry import load_head_module
 
         for path in paths:
             load_head_module(path)
@@ -67,7 +102,7 @@ class ListsHeads(TyperCommand):
     """A command whose --help ends with the registered heads (built-in, entry points and --head-module)."""
 
     def format_help(self, ctx, formatter) -> None:
-        from heads.registry import head_names
+        from vidstore.heads.registry import head_names
 
         _load_head_modules(_argv_head_modules())
         self.help = (self.help or "").split("\n\nRegistered heads:")[0] + f"\n\nRegistered heads: {', '.join(head_names())}"
@@ -82,7 +117,7 @@ def demo_data(
     out: Path = typer.Argument(..., help="folder to write the videos and labels.csv into"),
     videos: Optional[int] = typer.Option(None, help="number of published videos (default: demo.videos)"),
     seed: Optional[int] = typer.Option(None, help="random seed; the same seed gives the same dataset"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
 ) -> None:
     """Make the built-in labelled demo dataset (procedural real scenes and manipulated fakes)."""
@@ -93,7 +128,7 @@ def demo_data(
 
 
 def _make_demo_data(out: Path, d) -> Path:
-    from extract.demo_data import make_demo_dataset
+    from vidstore.extract.demo_data import make_demo_dataset
 
     return make_demo_dataset(out, n_videos=d.videos, seed=d.seed, width=d.width, height=d.height, n_frames=d.n_frames, fps=d.fps, progress=True)
 
@@ -101,17 +136,17 @@ def _make_demo_data(out: Path, d) -> Path:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="folder for the dataset, samples, store and runs"),
-    config: Optional[Path] = typer.Option(Path("configs/demo.yaml"), "--config", "-c"),
+    config: str = typer.Option("demo", "--config", "-c", help="a YAML file, or a packaged config by name"),
     overrides: list[str] = SET_OPTION,
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """The whole job on the built-in dataset: demo-data -> index -> extract -> train gbm."""
-    from extract.demo_data import GENERATOR_VERSION
-    from extract.job import StoreMismatch, run_extract
-    from extract.sources import build_index, write_index
-    from heads.registry import head_class
-    from heads.runs import format_comparison, format_summary
-    from heads.train import train_head
+    from vidstore.extract.demo_data import GENERATOR_VERSION
+    from vidstore.extract.job import StoreMismatch, run_extract
+    from vidstore.extract.sources import build_index, write_index
+    from vidstore.heads.registry import head_class
+    from vidstore.heads.runs import format_comparison, format_summary
+    from vidstore.heads.train import train_head
 
     _load_head_modules(head_module)
     cfg = _config(config, overrides, [f"train.out={out / 'runs'}"])
@@ -179,7 +214,7 @@ def index(
 ) -> None:
     """Index labelled videos into a samples table, probing every file (ids: paths relative to the
     indexed folder or the CSV's folder, extension included; FVC: platform_id)."""
-    from extract.sources import build_index, write_index
+    from vidstore.extract.sources import build_index, write_index
 
     table, summary = build_index(sources, videos_dir=videos, progress=True, allow_outside=allow_outside)
     write_index(table, out)
@@ -212,7 +247,7 @@ def _print_extract_report(report) -> None:
 def extract(
     samples: Path = typer.Option(..., help="samples table from `index`"),
     store: str = typer.Option(..., help="feature store to create or continue (a path or an fsspec URL)"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: extract.device); cuda is cuda:LOCAL_RANK under torchrun"),
     shard: Optional[str] = typer.Option(
@@ -222,7 +257,7 @@ def extract(
 ) -> None:
     """Run the backbone over every indexed video and fill the feature store (resumable;
     several ranks can fill one store)."""
-    from extract.job import run_extract
+    from vidstore.extract.job import run_extract
 
     extra = [f"extract.device={device}"] if device else []
     extra += ["extract.verify=true"] if verify else []
@@ -235,15 +270,15 @@ def extract(
 def clips(
     video: Path = typer.Argument(..., help="a video file"),
     out: Path = typer.Option(Path("clips"), help="folder for the PNG and JSON"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     video_id: Optional[str] = typer.Option(None, help="the id the variants are seeded with (default: the file name's stem)"),
     variants: Optional[int] = typer.Option(None, help="augmented variants to show (default: augment.variants)"),
 ) -> None:
     """Write a contact sheet of a video's clips: rows = variants, columns = sampled frames."""
-    from extract.contact_sheet import write_contact_sheet
-    from extract.sources import SourceError
-    from extract.video import VideoError
+    from vidstore.extract.contact_sheet import write_contact_sheet
+    from vidstore.extract.sources import SourceError
+    from vidstore.extract.video import VideoError
 
     extra = [f"augment.variants={variants}"] if variants is not None else []
     cfg = _config(config, overrides, extra)
@@ -258,11 +293,11 @@ def clips(
 def store_init(
     samples: Path = typer.Option(..., help="samples table from `index`"),
     store: str = typer.Option(..., help="feature store to create, or to grow by the samples it lacks"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
 ) -> None:
     """Create (or grow) a store without computing: run once before a SLURM array of extracts."""
-    from extract.job import init_store
+    from vidstore.extract.job import init_store
 
     made = init_store(samples, store, _config(config, overrides))
     layout = made.layout
@@ -273,7 +308,7 @@ def store_init(
 def store_validate(path: str = typer.Argument(..., help="feature store")) -> None:
     """Check schema, shapes, markers, and that every done shard reads back equal to its marker's
     checksums and finite; exit 1 on a problem (`extract --verify` recomputes such shards)."""
-    from store import FeatureStore, validate_store
+    from vidstore.store import FeatureStore, validate_store
 
     report = validate_store(FeatureStore.open(path))
     counts = ", ".join(f"{k} {v}" for k, v in report.rows_by_status.items())
@@ -294,7 +329,7 @@ def store_info(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Rows, arrays (shape, chunks, codec, size on disk, compression) and provenance."""
-    from store import FeatureStore
+    from vidstore.store import FeatureStore
 
     opened = FeatureStore.open(path)
     info = opened.info()
@@ -322,8 +357,8 @@ def store_info(
 @app.command(cls=ListsHeads)
 def train(
     head: str = typer.Argument(..., help="a registered head (listed below)"),
-    store: Path = typer.Option(..., help="feature store"),
-    config: Optional[Path] = CONFIG_OPTION,
+    store: str = typer.Option(..., help="feature store (a path or an fsspec URL: file://, s3://, memory:// ...)"),
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     scale: Optional[int] = typer.Option(None, help="store scale to read (default: the largest)"),
     folds: Optional[int] = typer.Option(None, help="number of folds (default: train.folds)"),
@@ -333,8 +368,8 @@ def train(
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Cross-validate a head on the store and write runs/<run-id>/."""
-    from heads.runs import format_summary
-    from heads.train import train_head
+    from vidstore.heads.runs import format_summary
+    from vidstore.heads.train import train_head
 
     _load_head_modules(head_module)
     extra = [f"train.{k}={v}" for k, v in {"scale": scale, "folds": folds, "seed": seed, "out": out}.items() if v is not None]
@@ -349,7 +384,7 @@ def finetune(
     samples: Path = typer.Option(..., help="samples table from `index` (videos, labels, groups)"),
     init: Path = typer.Option(..., help="an inception run (its best fold's head) or a model folder to continue"),
     out: Path = typer.Option(..., help="model folder to write (models/NAME)"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
     final_from: Optional[Path] = typer.Option(
@@ -359,7 +394,7 @@ def finetune(
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Fine-tune backbone + a map head (Inception3D) end to end (torchrun for several GPUs)."""
-    from heads.finetune import finetune as run_finetune
+    from vidstore.heads.finetune import finetune as run_finetune
 
     _load_head_modules(head_module)
     cfg = _config(config, overrides, [f"finetune.device={device}"] if device else [])
@@ -382,7 +417,7 @@ def predict(
     target: Path = typer.Argument(..., help="a video or a folder of videos"),
     out: Optional[Path] = typer.Option(None, help="write the predictions as CSV"),
     tta: bool = typer.Option(False, help="average over the augmented variants of each video"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     workers: int = typer.Option(2, help="decode processes"),
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
@@ -393,7 +428,7 @@ def predict(
     """Probability of fake for each video: path, video_id, prob_fake, pred_label (fake at or above the threshold), n_clips, status, reason."""
     import polars as pl
 
-    from heads.predict import predict as run_predict
+    from vidstore.heads.predict import predict as run_predict
 
     _load_head_modules(head_module)
     table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples,
@@ -412,14 +447,14 @@ def evaluate(
     samples: Path = typer.Option(..., help="labelled samples table of the evaluation set (`index`)"),
     out: Path = typer.Option(..., help="folder to write summary.json, oof.parquet, overlap.csv and report.html into"),
     store: Optional[str] = typer.Option(None, help="a store of these videos extracted with the run's preprocessing (default: compute features from the videos)"),
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     workers: int = typer.Option(2, help="decode processes (when features are computed from the videos)"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Score a run or model on a second labelled dataset; videos also in its training data are left out."""
-    from heads.evaluate import evaluate as run_evaluate
-    from heads.runs import format_summary
+    from vidstore.heads.evaluate import evaluate as run_evaluate
+    from vidstore.heads.runs import format_summary
 
     _load_head_modules(head_module)
     folder, summary = run_evaluate(model, samples, out, _config(config, overrides), store=store, workers=workers)
@@ -438,7 +473,7 @@ def runs_compare(
     out: Optional[Path] = typer.Option(None, help="also write OUT.csv and OUT.md"),
 ) -> None:
     """Print trained runs side by side (and write them as CSV and markdown)."""
-    from heads.runs import format_comparison, load_summaries, write_comparison
+    from vidstore.heads.runs import format_comparison, load_summaries, write_comparison
 
     summaries = load_summaries(runs)
     typer.echo(format_comparison(summaries, sort))
@@ -450,16 +485,16 @@ def runs_compare(
 @app.command(cls=ListsHeads)
 def sweep(
     head: str = typer.Argument(..., help="a registered head (listed below)"),
-    store: Path = typer.Option(..., help="feature store"),
-    grid: Path = typer.Option(..., help="YAML: dotted config keys -> lists of values"),
-    config: Optional[Path] = CONFIG_OPTION,
+    store: str = typer.Option(..., help="feature store (a path or an fsspec URL: file://, s3://, memory:// ...)"),
+    grid: str = typer.Option(..., help="YAML file mapping dotted config keys to lists of values, or a packaged grid by name (gbm, inception)"),
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     nested: bool = typer.Option(False, help="also estimate the chosen point honestly (nested selection; heads that read vectors)"),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Cross-validate every point of a grid, reading the store once; compare them."""
-    from heads.runs import format_comparison, write_comparison
-    from heads.sweep import run_sweep
+    from vidstore.heads.runs import format_comparison, write_comparison
+    from vidstore.heads.sweep import run_sweep
 
     _load_head_modules(head_module)
     runs, summaries, estimate = run_sweep(head, store, grid, config=config, overrides=overrides, nested=nested)
@@ -482,7 +517,7 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[str] = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
@@ -497,22 +532,22 @@ def config_show(
 # name: an error class can only have been raised if its module was imported, so the
 # check never imports torch just to print a message.
 USER_ERRORS = {
-    "configs.schema": "ConfigError",
-    "extract.sources": "SourceError",
-    "extract.job": "ExtractError",
-    "store.feature_store": "StoreError",
-    "features.backbone": "WeightsError",
-    "features.device": "DeviceError",
-    "heads.registry": "HeadError",
-    "store.provenance": "ArtifactVersionError",
-    "heads.features_table": "HeadDataError",
-    "heads.splits": "SplitError",
-    "heads.runs": "RunError",
-    "heads.finetune": "FinetuneError",
-    "heads.predict": "PredictError",
-    "heads.pipeline": "PipelineError",
-    "store.artifacts": "ArtifactError",
-    "heads.evaluate": "EvaluateError",
+    "vidstore.configs.schema": "ConfigError",
+    "vidstore.extract.sources": "SourceError",
+    "vidstore.extract.job": "ExtractError",
+    "vidstore.store.feature_store": "StoreError",
+    "vidstore.features.backbone": "WeightsError",
+    "vidstore.features.device": "DeviceError",
+    "vidstore.heads.registry": "HeadError",
+    "vidstore.store.provenance": "ArtifactVersionError",
+    "vidstore.heads.features_table": "HeadDataError",
+    "vidstore.heads.splits": "SplitError",
+    "vidstore.heads.runs": "RunError",
+    "vidstore.heads.finetune": "FinetuneError",
+    "vidstore.heads.predict": "PredictError",
+    "vidstore.heads.pipeline": "PipelineError",
+    "vidstore.store.artifacts": "ArtifactError",
+    "vidstore.heads.evaluate": "EvaluateError",
 }
 
 

@@ -21,10 +21,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from extract.job import BackboneRunner  # noqa: E402
-from features.backbone import BackboneTaps, build_backbone  # noqa: E402
-from features.device import pick_device  # noqa: E402
+from vidstore.extract.job import BackboneRunner  # noqa: E402
+from vidstore.features.backbone import BackboneTaps, build_backbone  # noqa: E402
+from vidstore.features.device import pick_device  # noqa: E402
 
 
 def forward_rate(backbone: str, taps: list[str], frames: int, sizes: list[int], batch: int, device: torch.device,

@@ -25,16 +25,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from extract.demo_data import write_long_video  # noqa: E402
+from vidstore.extract.demo_data import write_long_video  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 from benchmarks.rss import peak_rss_mib as peak_mib
-from configs import load_config
-from extract.clips import clips_of_video
-from extract.video import decode_clip
+from vidstore.configs import load_config
+from vidstore.extract.clips import clips_of_video
+from vidstore.extract.video import decode_clip
 mode, path = {mode!r}, {path!r}
 cfg = load_config(None, {sets!r})
 start = time.perf_counter()
@@ -86,7 +88,7 @@ def main() -> None:
                   f"{r['seconds']:.2f} s, frames decoded {r['frames_decoded']} of {n} for {args.frames} needed{extra}")
     shared = ROOT.parent / "shared" / "data" / "videos"
     if shared.is_dir():
-        from extract.video import decode_clip, probe_video
+        from vidstore.extract.video import decode_clip, probe_video
 
         for video in sorted(shared.glob("*.mp4")):
             clip = decode_clip(video, args.frames, args.scales[0])

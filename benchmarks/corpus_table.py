@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import TINY, run_cli  # noqa: E402
 from test_corpus import LIMITS, build_corpus, change_after_index  # noqa: E402
 
-from store import FeatureStore  # noqa: E402
+from vidstore.store import FeatureStore  # noqa: E402
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
 
 def main() -> int:
@@ -35,12 +36,12 @@ def main() -> int:
     if not torch.cuda.is_available() and not args.cpu_dry_run:
         print("no CUDA device: nothing to check")
         return 2
-    from configs import load_config
-    from extract.demo_data import make_demo_dataset
-    from extract.job import run_extract
-    from extract.sources import build_index, write_index
-    from heads.finetune import finetune
-    from heads.train import train_head
+    from vidstore.configs import load_config
+    from vidstore.extract.demo_data import make_demo_dataset
+    from vidstore.extract.job import run_extract
+    from vidstore.extract.sources import build_index, write_index
+    from vidstore.heads.finetune import finetune
+    from vidstore.heads.train import train_head
 
     started = time.perf_counter()
     out = args.out

@@ -20,12 +20,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from extract.job import DecodeVideo  # noqa: E402
-from extract.sources import find_video_entries  # noqa: E402
-from extract.workers import decode_in_workers  # noqa: E402
+from vidstore.extract.job import DecodeVideo  # noqa: E402
+from vidstore.extract.sources import find_video_entries  # noqa: E402
+from vidstore.extract.workers import decode_in_workers  # noqa: E402
 
 
 class _Paths(Dataset):

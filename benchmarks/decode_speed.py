@@ -43,8 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from extract.video import VIDEO_SUFFIXES  # noqa: E402
+from vidstore.extract.video import VIDEO_SUFFIXES  # noqa: E402
 
 # name -> decode_clip keyword arguments; "default" is decode_clip as called everywhere, "today (auto)"
 # the options it had before they were options
@@ -95,7 +96,7 @@ def reference_clip(path: Path, n_samples: int, size: int):
     seeking, no skipping, no codec threads), keep the frame on screen at each sample time."""
     import av
 
-    from extract.video import _index_packets, letterbox_geometry, place_in_canvas, sample_times
+    from vidstore.extract.video import _index_packets, letterbox_geometry, place_in_canvas, sample_times
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -133,7 +134,7 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
     import av
     from av.video.reformatter import VideoReformatter
 
-    from extract.video import _index_packets, _upright, decode_clip
+    from vidstore.extract.video import _index_packets, _upright, decode_clip
 
     old = _load_old(old_path)
     variants = {name: (decode_clip, kwargs) for name, kwargs in VARIANTS.items()}

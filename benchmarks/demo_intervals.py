@@ -17,7 +17,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heads.metrics import bootstrap_intervals, degenerate_calls, equal_error_rate, log_loss, roc_auc  # noqa: E402
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
+
+from vidstore.heads.metrics import bootstrap_intervals, degenerate_calls, equal_error_rate, log_loss, roc_auc  # noqa: E402
 
 
 def main(runs: Path) -> None:

@@ -40,13 +40,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
 from benchmarks.backbone_forward import forward_rate  # noqa: E402
-from configs import load_config  # noqa: E402
-from extract.clips import variant_ops  # noqa: E402
-from extract.job import run_extract  # noqa: E402
-from features.backbone import BackboneTaps, tap_shape  # noqa: E402
-from store import FeatureStore  # noqa: E402
+from vidstore.configs import load_config  # noqa: E402
+from vidstore.extract.clips import variant_ops  # noqa: E402
+from vidstore.extract.job import run_extract  # noqa: E402
+from vidstore.features.backbone import BackboneTaps, tap_shape  # noqa: E402
+from vidstore.store import FeatureStore  # noqa: E402
 
 
 def zero_forward(backbone: str):
@@ -60,8 +61,8 @@ def zero_forward(backbone: str):
 
 
 def demo_samples(cfg, n_videos: int, out: Path) -> Path:
-    from extract.demo_data import make_demo_dataset
-    from extract.sources import build_index, write_index
+    from vidstore.extract.demo_data import make_demo_dataset
+    from vidstore.extract.sources import build_index, write_index
 
     d = cfg.demo
     make_demo_dataset(out / "data", n_videos=n_videos, seed=d.seed, width=d.width, height=d.height, n_frames=d.n_frames)
@@ -77,9 +78,9 @@ def profile_one_core(cfg, samples: Path, n_videos: int) -> dict:
 
     import polars as pl
 
-    from extract.clips import variants_at_scales
-    from extract.job import META_COLUMNS
-    from extract.video import decode_clip
+    from vidstore.extract.clips import variants_at_scales
+    from vidstore.extract.job import META_COLUMNS
+    from vidstore.extract.video import decode_clip
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

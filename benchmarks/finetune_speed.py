@@ -20,11 +20,12 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from features.backbone import build_backbone  # noqa: E402
-from features.device import pick_device  # noqa: E402
-from heads.zoo.inception import InceptionHead  # noqa: E402
-from heads.model import VideoClassifier, set_trainable  # noqa: E402
+from vidstore.features.backbone import build_backbone  # noqa: E402
+from vidstore.features.device import pick_device  # noqa: E402
+from vidstore.heads.zoo.inception import InceptionHead  # noqa: E402
+from vidstore.heads.model import VideoClassifier, set_trainable  # noqa: E402
 
 
 def main() -> None:

@@ -20,13 +20,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from extract.augment import one_thread  # noqa: E402
-from extract.clips import normalise  # noqa: E402
-from extract.demo_data import make_demo_dataset  # noqa: E402
-from extract.video import decode_clip  # noqa: E402
-from features.backbone import BackboneTaps, build_backbone  # noqa: E402
-from features.handcrafted import content_crop, handcrafted_features  # noqa: E402
+from vidstore.extract.augment import one_thread  # noqa: E402
+from vidstore.extract.clips import normalise  # noqa: E402
+from vidstore.extract.demo_data import make_demo_dataset  # noqa: E402
+from vidstore.extract.video import decode_clip  # noqa: E402
+from vidstore.features.backbone import BackboneTaps, build_backbone  # noqa: E402
+from vidstore.features.handcrafted import content_crop, handcrafted_features  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

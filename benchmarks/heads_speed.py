@@ -25,15 +25,17 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from store import ArraySpec, FeatureStore  # noqa: E402
+from vidstore.store import ArraySpec, FeatureStore  # noqa: E402
 
 RUN = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 from benchmarks.rss import peak_rss_mib as peak_mib
-from configs import load_config
-from heads.train import train_head
+from vidstore.configs import load_config
+from vidstore.heads.train import train_head
 cfg = load_config(None, {sets!r})
 start = time.perf_counter()
 run_dir, summary = train_head({head!r}, {store!r}, cfg)

@@ -56,12 +56,13 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 
-from configs import load_config  # noqa: E402
-from extract.demo_data import make_demo_dataset  # noqa: E402
-from extract.job import run_extract  # noqa: E402
-from extract.sources import build_index, write_index  # noqa: E402
-from store import ArraySpec, FeatureStore, ShardLayout, ShardWriter  # noqa: E402
+from vidstore.configs import load_config  # noqa: E402
+from vidstore.extract.demo_data import make_demo_dataset  # noqa: E402
+from vidstore.extract.job import run_extract  # noqa: E402
+from vidstore.extract.sources import build_index, write_index  # noqa: E402
+from vidstore.store import ArraySpec, FeatureStore, ShardLayout, ShardWriter  # noqa: E402
 
 CODECS = [
     {"codec": "zstd", "level": 1, "shuffle": "shuffle"},
@@ -133,9 +134,10 @@ def files_per_10k_rows(tmp: Path) -> None:
 READER = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 from benchmarks.rss import peak_rss_mib as peak_mib
-from heads.features_table import load_feature_table
-from store import FeatureStore
+from vidstore.heads.features_table import load_feature_table
+from vidstore.store import FeatureStore
 store = FeatureStore.open({path!r})
 start = time.perf_counter()
 table, _ = load_feature_table(store, 32, ["layer4"])
@@ -219,7 +221,7 @@ def r3d18_activations(videos: list[Path], n_clips: int, out: Path) -> dict:
     import torch.nn.functional as F
     from torchvision.models.video import r3d_18
 
-    from extract.video import decode_clip
+    from vidstore.extract.video import decode_clip
 
     torch.manual_seed(0)
     net = r3d_18(weights=None).eval()

@@ -8,7 +8,7 @@ are merged on top, and the result is validated: an unknown
 key or a bad value is a :class:`ConfigError` whose one-line message names the key.
 """
 
-from configs.schema import (
+from vidstore.configs.schema import (
     AugmentConfig,
     BackboneConfig,
     ClipConfig,
@@ -23,7 +23,9 @@ from configs.schema import (
     config_hash,
     config_model,
     default_config,
+    find_config,
     load_config,
+    packaged_configs,
 )
 
 __all__ = [
@@ -41,5 +43,7 @@ __all__ = [
     "config_hash",
     "config_model",
     "default_config",
+    "find_config",
     "load_config",
+    "packaged_configs",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from features.device import DEVICE_HELP, DEVICE_PATTERN
+from vidstore.features.device import DEVICE_HELP, DEVICE_PATTERN
 
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -216,7 +217,7 @@ class TrainConfig(_Strict):
     @field_validator("threshold")
     @classmethod
     def _threshold_rule(cls, rule: str) -> str:
-        from heads.metrics import parse_threshold_rule
+        from vidstore.heads.metrics import parse_threshold_rule
 
         parse_threshold_rule(rule)
         return rule
@@ -298,9 +299,31 @@ def config_hash(section: BaseModel | dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def packaged_configs(folder: str = "") -> list[str]:
+    """Names of the configs installed with vidstore (``demo``, ``fvc``; ``sweeps/gbm``)."""
+    where = resources.files("vidstore.configs").joinpath(folder) if folder else resources.files("vidstore.configs")
+    prefix = f"{folder}/" if folder else ""
+    return sorted(prefix + item.name[:-5] for item in where.iterdir() if item.name.endswith(".yaml"))
+
+
+def find_config(name: str | Path, what: str = "config file", folder: str = ""):
+    """A path names a file; a bare name (``demo``, ``fvc.yaml``; ``gbm`` for a sweep grid)
+    names a config installed with vidstore, so the packaged ones work from any folder.
+    Returns something with ``read_text`` (a Path or an installed resource)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bare = str(name).removesuffix(".yaml")
+    if bare and "/" not in bare and "\\" not in bare:
+        packaged = resources.files("vidstore.configs").joinpath(*(folder.split("/") if folder else []), f"{bare}.yaml")
+        if packaged.is_file():
+            return packaged
+    names = ", ".join(item.split("/")[-1] for item in packaged_configs(folder))
+    raise ConfigError(f"{what} not found: {name} (a path, or one installed with vidstore: {names})")
+
+
+def _read_yaml(path) -> dict[str, Any]:
+    path = find_config(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -355,7 +378,7 @@ _MODELS: dict[tuple, type] = {}
 def config_model() -> type[Config]:
     """The Config schema with a ``train.<head>`` section per registered head, each of the
     head's own ``Params`` (heads register as they load: heads/registry.py)."""
-    from heads.registry import HEADS, load_builtin_heads
+    from vidstore.heads.registry import HEADS, load_builtin_heads
 
     load_builtin_heads()
     key = tuple(sorted((name, id(cls.Params)) for name, cls in HEADS.items()))
@@ -379,7 +402,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     data: dict[str, Any] = {}
     sources = ["defaults"]
     if path is not None:
-        data = _read_yaml(Path(path))
+        data = _read_yaml(path)
         sources.append(str(path))
     for text in overrides:
         data = _deep_merge(data, parse_override(text))

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from configs import AugmentConfig, ClipConfig
-from extract.augment import Params, apply_variant, augment_frames, draw_variant, variant_rng
-from extract.video import LetterboxBox, decode_clip, scale_box
-from features.handcrafted import content_crop, handcrafted_batch, handcrafted_features
+from vidstore.configs import AugmentConfig, ClipConfig
+from vidstore.extract.augment import Params, apply_variant, augment_frames, draw_variant, variant_rng
+from vidstore.extract.video import LetterboxBox, decode_clip, scale_box
+from vidstore.features.handcrafted import content_crop, handcrafted_batch, handcrafted_features
 
 
 def downscale(clip: torch.Tensor, size: int, method: str = "area") -> torch.Tensor:

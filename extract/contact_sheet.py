@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from configs import Config
-from extract.clips import make_variant, variant_ops
-from extract.video import decode_clip
+from vidstore.configs import Config
+from vidstore.extract.clips import make_variant, variant_ops
+from vidstore.extract.video import decode_clip
 
 LABEL_HEIGHT = 14
 GAP = 2

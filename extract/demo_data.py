@@ -16,7 +16,7 @@ same whatever the number of videos asked for, and one seed always gives the same
 
 Usage::
 
-    from extract.demo_data import make_demo_dataset
+    from vidstore.extract.demo_data import make_demo_dataset
     labels_csv = make_demo_dataset("demo_out/data", n_videos=120, seed=0)
 """
 

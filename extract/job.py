@@ -29,15 +29,15 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from configs import Config, config_hash
-from extract.augment import AUGMENT_VERSION
-from extract.clips import variant_ops, variants_at_scales
-from extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
-from features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
-from features.device import pick_device
-from features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
-from extract.workers import decode_in_workers
-from store import SCHEMA_VERSION, ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, StoreProvenance, owned_shards
+from vidstore.configs import Config, config_hash
+from vidstore.extract.augment import AUGMENT_VERSION
+from vidstore.extract.clips import variant_ops, variants_at_scales
+from vidstore.extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
+from vidstore.features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
+from vidstore.features.device import pick_device
+from vidstore.features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
+from vidstore.extract.workers import decode_in_workers
+from vidstore.store import SCHEMA_VERSION, ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, StoreProvenance, owned_shards
 
 SAMPLE_COLUMNS = ("video_id", "path", "label", "group", "status")
 META_COLUMNS = ("bitrate", "fps", "width", "height", "duration", "codec")  # from the index's probe

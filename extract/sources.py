@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from extract.video import VIDEO_SUFFIXES, VideoError, probe_video
+from vidstore.extract.video import VIDEO_SUFFIXES, VideoError, probe_video
 
 LABEL_VALUES = {"real": 0, "fake": 1, "0": 0, "1": 1}
 FVC_EXCLUDED_LABELS = ("uncertain", "debunked", "parody")

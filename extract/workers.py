@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from extract.video import unexpected_reason
+from vidstore.extract.video import unexpected_reason
 
 
 def timed_out_reason(seconds: float) -> str:

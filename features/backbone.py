@@ -111,7 +111,7 @@ def build_backbone(
     elif weights == "kinetics400":
         path = _find_kinetics_file(name, weights_path, weights_url, allow_download)
         model = _CONSTRUCTORS[name]()
-        from store.artifacts import ArtifactError, load_torch_file
+        from vidstore.store.artifacts import ArtifactError, load_torch_file
 
         try:
             state = load_torch_file(path, what="weights file")

@@ -68,7 +68,7 @@ class HeadBase:
     @classmethod
     def build_module(cls, model_args: dict):
         """The torch network (map -> logit) of a map head, for fine-tuning on the backbone."""
-        from heads.registry import HeadError
+        from vidstore.heads.registry import HeadError
 
         raise HeadError(f"head {cls.name!r} has no torch network to put on a backbone; fine-tuning needs a map head that has one")
 
@@ -93,15 +93,15 @@ class HeadBase:
 
     @classmethod
     def load(cls, folder: str | Path) -> "HeadBase":
-        from store.provenance import check_version
+        from vidstore.store.provenance import check_version
 
         folder = Path(folder)
         path = folder / HEAD_FILE
         if not path.is_file():
-            from heads.registry import HeadError
+            from vidstore.heads.registry import HeadError
 
             raise HeadError(f"{folder} holds no saved head ({HEAD_FILE}); train the run again with this version")
-        from store.artifacts import ArtifactError, read_yaml_file
+        from vidstore.store.artifacts import ArtifactError, read_yaml_file
 
         spec = read_yaml_file(path, "saved head")
         if not isinstance(spec, dict):
@@ -123,7 +123,7 @@ class RowsHead:
         self.fitted: list = []
 
     def fit(self, train: np.ndarray, watch: np.ndarray | None, labels: np.ndarray, seed: int, epochs: int | None = None) -> Fitted:
-        from heads.data import HeadData
+        from vidstore.heads.data import HeadData
 
         source = self.table.source
         watching = HeadData(source, watch, labels, self.videos) if watch is not None and len(watch) else None
@@ -132,7 +132,7 @@ class RowsHead:
         return Fitted(model=head, best_epoch=head.best_epoch, curves=list(head.curves))
 
     def predict(self, fitted: Fitted, rows: np.ndarray) -> np.ndarray:
-        from heads.data import HeadData
+        from vidstore.heads.data import HeadData
 
         return fitted.model.predict_proba(HeadData(self.table.source, rows, videos=self.videos))
 

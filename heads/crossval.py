@@ -31,10 +31,10 @@ import polars as pl
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from heads.base import Fitted, Head
-from heads.metrics import binary_metrics, choose_threshold, degenerate_calls, interval_record, summarise_folds
-from heads.splits import audit_folds, naive_row_folds, shuffle_labels_by_group, video_folds
-from heads.training import grouped_holdout
+from vidstore.heads.base import Fitted, Head
+from vidstore.heads.metrics import binary_metrics, choose_threshold, degenerate_calls, interval_record, summarise_folds
+from vidstore.heads.splits import audit_folds, naive_row_folds, shuffle_labels_by_group, video_folds
+from vidstore.heads.training import grouped_holdout
 
 SPLITS = ("grouped", "naive")
 

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from heads.features_table import HeadDataError, load_feature_table
-from store import FeatureStore, StoreReader
+from vidstore.heads.features_table import HeadDataError, load_feature_table
+from vidstore.store import FeatureStore, StoreReader
 
 
 @dataclass

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from configs import Config, load_config
-from heads.crossval import apply_calibration_params, evaluation_warnings
-from heads.metrics import binary_metrics, degenerate_calls, interval_record, slice_metrics
-from heads.model import MODEL_SPEC, ModelSpec
-from heads.runs import RunSummary, json_safe, write_run
+from vidstore.configs import Config, load_config
+from vidstore.heads.crossval import apply_calibration_params, evaluation_warnings
+from vidstore.heads.metrics import binary_metrics, degenerate_calls, interval_record, slice_metrics
+from vidstore.heads.model import MODEL_SPEC, ModelSpec
+from vidstore.heads.runs import RunSummary, json_safe, write_run
 
 OVERLAP_FILE = "overlap.csv"
 
@@ -72,7 +72,7 @@ def _ids_and_groups(table: pl.DataFrame) -> tuple[set[str], set[str]]:
 
 def training_videos(model: Path) -> tuple[set[str], set[str], list[str]]:
     """(video ids, groups, where they were read) of everything the run or model trained on."""
-    from store import FeatureStore
+    from vidstore.store import FeatureStore
 
     ids: set[str] = set()
     groups: set[str] = set()
@@ -118,7 +118,7 @@ def split_overlap(samples: pl.DataFrame, ids: set[str], groups: set[str]) -> tup
 
 def fold_models(run: Path):
     """The run's fold heads with their saved calibration and threshold."""
-    from heads.registry import head_class
+    from vidstore.heads.registry import head_class
 
     summary = RunSummary.read(run)
     cls = head_class(summary.head)
@@ -132,8 +132,8 @@ def score_from_store(run: Path, store_path: str, videos: pl.DataFrame) -> tuple[
     """Per video of ``videos`` found done in the store: the fold models' mean calibrated
     probability on its original clip; the run's threshold; the ids not in the store; the
     number of fold models."""
-    from heads.data import HeadData, load_head_table
-    from store import FeatureStore, StoreProvenance
+    from vidstore.heads.data import HeadData, load_head_table
+    from vidstore.store import FeatureStore, StoreProvenance
 
     summary, models = fold_models(run)
     trained = StoreProvenance.from_dict(json.loads((run / "provenance.json").read_text()), f"run {run} (provenance.json)")
@@ -160,7 +160,7 @@ def score_from_store(run: Path, store_path: str, videos: pl.DataFrame) -> tuple[
 
 def score_from_videos(model: Path, videos: pl.DataFrame, samples: Path, cfg: Config, workers: int) -> tuple[pl.DataFrame, float, list[str]]:
     """Per readable video: the run's or model's probability as ``predict`` gives it."""
-    from heads.predict import load_predictor, predict_videos
+    from vidstore.heads.predict import load_predictor, predict_videos
 
     if "path" not in videos.columns:
         raise EvaluateError(f"samples table {samples} has no path column; pass --store with the videos' features")
@@ -225,8 +225,8 @@ def evaluate(model: str | Path, samples: str | Path, out: str | Path, cfg: Confi
     config = {"evaluate": {"model": str(model), "samples": str(samples), "store": store}, **cfg.to_dict()}
     write_run(out, config, summary, oof, [])
     overlap.select("video_id", "group", "label", "overlap").write_csv(out / OVERLAP_FILE)
-    from heads.report import write_report
-    from heads.train import sheet_config_of
+    from vidstore.heads.report import write_report
+    from vidstore.heads.train import sheet_config_of
 
     provenance = ModelSpec.read(model).provenance if is_model else _run_provenance(model)
     paths = dict(zip(oof["video_id"].to_list(), oof["path"].to_list())) if "path" in oof.columns else {}
@@ -235,7 +235,7 @@ def evaluate(model: str | Path, samples: str | Path, out: str | Path, cfg: Confi
 
 
 def _run_provenance(run: Path):
-    from store import StoreProvenance
+    from vidstore.store import StoreProvenance
 
     return StoreProvenance.from_dict(json.loads((run / "provenance.json").read_text()), f"run {run} (provenance.json)")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from features.pooling import summarise_maps, summary_names
-from store import FeatureStore, StoreError, StoreReader
+from vidstore.features.pooling import summarise_maps, summary_names
+from vidstore.store import FeatureStore, StoreError, StoreReader
 
 
 class HeadDataError(ValueError):

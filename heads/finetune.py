@@ -36,21 +36,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from configs import Config
-from extract.augment import draw_variant, variant_rng
-from extract.clips import make_variant
-from extract.job import read_samples
-from extract.video import VideoError, decode_clip
-from extract.workers import decode_in_workers
-from features.device import pick_device
-from heads.metrics import binary_metrics, choose_threshold, log_loss
-from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
-from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
-from heads.registry import head_class
-from heads.runs import RunSummary, json_safe
-from heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
-from store import StoreProvenance
-from store.artifacts import load_torch_file
+from vidstore.configs import Config
+from vidstore.extract.augment import draw_variant, variant_rng
+from vidstore.extract.clips import make_variant
+from vidstore.extract.job import read_samples
+from vidstore.extract.video import VideoError, decode_clip
+from vidstore.extract.workers import decode_in_workers
+from vidstore.features.device import pick_device
+from vidstore.heads.metrics import binary_metrics, choose_threshold, log_loss
+from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
+from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
+from vidstore.heads.registry import head_class
+from vidstore.heads.runs import RunSummary, json_safe
+from vidstore.heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
+from vidstore.store import StoreProvenance
+from vidstore.store.artifacts import load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -15,9 +15,9 @@ import torch
 import yaml
 from torch import nn
 
-from features.backbone import TAP_ORDER, BackboneTaps
-from store import StoreProvenance
-from store.provenance import versioned_fields
+from vidstore.features.backbone import TAP_ORDER, BackboneTaps
+from vidstore.store import StoreProvenance
+from vidstore.store.provenance import versioned_fields
 
 MODEL_SPEC = "model.yaml"
 MODEL_SPEC_VERSION = 2  # 2: typed spec; the head named (registry) with its network's arguments
@@ -59,7 +59,7 @@ class ModelSpec:
     @classmethod
     def read(cls, folder: str | Path) -> "ModelSpec":
         path = Path(folder) / MODEL_SPEC
-        from store.artifacts import ArtifactError, read_yaml_file
+        from vidstore.store.artifacts import ArtifactError, read_yaml_file
 
         data = read_yaml_file(path, "model spec")
         if data is not None and not isinstance(data, dict):
@@ -67,7 +67,7 @@ class ModelSpec:
         return cls.from_dict(data or {}, f"model {folder} ({MODEL_SPEC})")
 
     def write(self, folder: str | Path) -> None:
-        from heads.runs import json_safe
+        from vidstore.heads.runs import json_safe
 
         (Path(folder) / MODEL_SPEC).write_text(yaml.safe_dump(json_safe(self.to_dict()), sort_keys=False))
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from configs import AugmentConfig, BackboneConfig, ClipConfig
-from extract.clips import downscale, normalise
-from features.backbone import WeightsError, build_backbone
-from store import StoreProvenance
+from vidstore.configs import AugmentConfig, BackboneConfig, ClipConfig
+from vidstore.extract.clips import downscale, normalise
+from vidstore.features.backbone import WeightsError, build_backbone
+from vidstore.store import StoreProvenance
 
 
 class PipelineError(ValueError):

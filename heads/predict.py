@@ -30,22 +30,22 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from configs import Config, FeaturesConfig
-from extract.clips import clips_of_video, make_variant, variant_ops
-from extract.sources import check_path, find_video_entries, relative_id
-from extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
-from extract.workers import decode_in_workers
-from features.backbone import BackboneTaps
-from features.device import pick_device
-from features.pooling import summarise_maps
-from heads.crossval import apply_calibration_params
-from heads.data import ArrayMaps, HeadData, VectorSource
-from heads.model import MODEL_SPEC, ModelSpec, VideoClassifier
-from heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
-from heads.registry import head_class
-from heads.runs import RunSummary
-from store import StoreProvenance
-from store.artifacts import load_torch_file
+from vidstore.configs import Config, FeaturesConfig
+from vidstore.extract.clips import clips_of_video, make_variant, variant_ops
+from vidstore.extract.sources import check_path, find_video_entries, relative_id
+from vidstore.extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
+from vidstore.extract.workers import decode_in_workers
+from vidstore.features.backbone import BackboneTaps
+from vidstore.features.device import pick_device
+from vidstore.features.pooling import summarise_maps
+from vidstore.heads.crossval import apply_calibration_params
+from vidstore.heads.data import ArrayMaps, HeadData, VectorSource
+from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier
+from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
+from vidstore.heads.registry import head_class
+from vidstore.heads.runs import RunSummary
+from vidstore.store import StoreProvenance
+from vidstore.store.artifacts import load_torch_file
 
 PREDICTION_COLUMNS = ("path", "video_id", "prob_fake", "pred_label", "n_clips", "status", "reason")
 

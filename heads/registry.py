@@ -63,10 +63,10 @@ def load_builtin_heads() -> None:
     if _loaded:
         return
     _loaded = True
-    import heads.zoo
+    from vidstore.heads import zoo
 
-    for module in pkgutil.iter_modules(heads.zoo.__path__):
-        importlib.import_module(f"heads.zoo.{module.name}")
+    for module in pkgutil.iter_modules(zoo.__path__):
+        importlib.import_module(f"{zoo.__name__}.{module.name}")
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry.load()

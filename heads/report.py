@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from heads.metrics import METRIC_NAMES, reliability_curve  # noqa: E402
+from vidstore.heads.metrics import METRIC_NAMES, reliability_curve  # noqa: E402
 
 PLOTS = ("roc.png", "pr.png", "reliability.png", "confusion.png", "scores.png", "curves.png", "importance.png")
 MISTAKES_SHOWN = 10
@@ -164,7 +164,7 @@ def _mistakes(oof, run_dir: Path, paths: dict[str, str] | None, sheet_config) ->
         sheet = ""
         if path and sheet_config is not None and Path(path).is_file():
             try:
-                from extract.contact_sheet import write_contact_sheet
+                from vidstore.extract.contact_sheet import write_contact_sheet
 
                 png, _ = write_contact_sheet(path, sheet_config, run_dir / "mistakes", video_id=r["video_id"])
                 sheet = f'<img class=sheet src="mistakes/{html.escape(png.name)}" alt="contact sheet">'

@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 import yaml
 
-from heads.metrics import METRIC_NAMES
-from store.provenance import versioned_fields
+from vidstore.heads.metrics import METRIC_NAMES
+from vidstore.store.provenance import versioned_fields
 
 # 2: typed summary, head inputs (features or tap), fold models as saved heads;
 # 3: group-bootstrap intervals, EER and low-FPR rates, threshold rule, degenerate flag, warnings

@@ -21,20 +21,18 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from configs import Config, ConfigError, load_config
-from heads.crossval import assign_folds, cross_validate, evaluate_fold, pool
-from heads.splits import audit_folds
-from heads.data import HeadTable
-from heads.runs import RunSummary
-from heads.train import load_head_data, make_head, train_head
-from store import FeatureStore
+from vidstore.configs import Config, ConfigError, find_config, load_config
+from vidstore.heads.crossval import assign_folds, cross_validate, evaluate_fold, pool
+from vidstore.heads.splits import audit_folds
+from vidstore.heads.data import HeadTable
+from vidstore.heads.runs import RunSummary
+from vidstore.heads.train import load_head_data, make_head, train_head
+from vidstore.store import FeatureStore
 
 
 def read_grid(path: str | Path) -> list[dict]:
     """Every combination of the grid file's values, as {dotted key: value}."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file not found: {path}")
+    path = find_config(path, "grid file", "sweeps")
     grid = yaml.safe_load(path.read_text()) or {}
     if not isinstance(grid, dict) or not grid:
         raise ConfigError(f"grid file {path} must map config keys to lists of values")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from configs import Config
-from heads.base import RowsHead
-from heads.crossval import SPLITS, CrossValResult, calibrator_params, cross_validate
-from heads.data import HeadTable, load_head_table
-from heads.metrics import slice_metrics
-from heads.registry import HeadError, head_class, head_config
-from heads.report import write_report
-from heads.runs import RunSummary, new_run_dir, write_run
-from store import FeatureStore
+from vidstore.configs import Config
+from vidstore.heads.base import RowsHead
+from vidstore.heads.crossval import SPLITS, CrossValResult, calibrator_params, cross_validate
+from vidstore.heads.data import HeadTable, load_head_table
+from vidstore.heads.metrics import slice_metrics
+from vidstore.heads.registry import HeadError, head_class, head_config
+from vidstore.heads.report import write_report
+from vidstore.heads.runs import RunSummary, new_run_dir, write_run
+from vidstore.store import FeatureStore
 
 __all__ = ["HeadError", "load_head_data", "make_head", "run_head", "train_head"]
 
@@ -125,8 +125,8 @@ def sample_paths(samples: str | Path | None) -> dict[str, str]:
 
 def sheet_config_of(provenance) -> Config | None:
     """The store's clip pipeline, original clips only: what a contact sheet of a video shows."""
-    from configs import AugmentConfig
-    from heads.pipeline import PipelineError, clip_config_of
+    from vidstore.configs import AugmentConfig
+    from vidstore.heads.pipeline import PipelineError, clip_config_of
 
     try:
         return Config(clip=clip_config_of(provenance), augment=AugmentConfig(variants=0))

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from heads.splits import video_folds
+from vidstore.heads.splits import video_folds
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):

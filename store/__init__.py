@@ -1,6 +1,6 @@
 """The Zarr v3 feature store: layout, provenance, shard writer, bounded-memory reader, validation."""
 
-from store.feature_store import (
+from vidstore.store.feature_store import (
     GIVEN_COLUMNS,
     RESULT_COLUMNS,
     SCHEMA_VERSION,
@@ -11,12 +11,12 @@ from store.feature_store import (
     block_checksum,
     scale_key,
 )
-from store.layout import ShardLayout, owned_shards
-from store.lease import Leases
-from store.provenance import ArtifactVersionError, StoreProvenance, check_version
-from store.reader import Batch, StoreReader
-from store.validate import ValidationReport, validate_store
-from store.writer import ShardWriter
+from vidstore.store.layout import ShardLayout, owned_shards
+from vidstore.store.lease import Leases
+from vidstore.store.provenance import ArtifactVersionError, StoreProvenance, check_version
+from vidstore.store.reader import Batch, StoreReader
+from vidstore.store.validate import ValidationReport, validate_store
+from vidstore.store.writer import ShardWriter
 
 __all__ = [
     "GIVEN_COLUMNS",

@@ -12,8 +12,15 @@ Layout::
         layer4     (N, 512, t, h, w)      float16
         handcrafted (N, F)                float32, names in the array's feature_names
       s56/ ...
-      done/<shard>.json         the done marker of a shard, written last by its writer:
-                                per row status, reason, frames_decoded, frames_unique
+      done/<shard>/             the done marker of a shard, written last by its writer: a
+                                group whose attributes are per row status, reason,
+                                frames_decoded, frames_unique, and the data's checksums
+      leases/<shard>/           the lease of a shard being written (store/lease.py): a
+                                group whose attributes name its holder and heartbeat
+
+Markers and leases are Zarr groups too, so zarr and xarray see one clean hierarchy (no
+foreign files to warn about). Stores of schema 3 kept them as plain files
+(``done/<shard>.json``, ``done/<shard>.lease``); opening one moves them in place.
 
 Arrays are created at their final row count, sharded so that a shard holds whole videos
 (see layout.py) and chunked inside shards, compressed (Blosc) and checksummed (crc32c).
@@ -29,6 +36,7 @@ import datetime as dt
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
@@ -37,14 +45,16 @@ import fsspec
 import numpy as np
 import polars as pl
 import zarr
+from fsspec.implementations.local import LocalFileSystem
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from store.layout import ShardLayout
+from vidstore.store.layout import ShardLayout
 
 if TYPE_CHECKING:
-    from store.provenance import StoreProvenance
+    from vidstore.store.provenance import StoreProvenance
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: done markers and leases are Zarr groups (3 is migrated on open)
+MIGRATABLE_VERSIONS = (3,)
 STATUS_CODES = {"pending": 0, "done": 1, "failed": 2}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 # Given when rows are created (in rows/); the rest come with each shard's done marker.
@@ -107,7 +117,7 @@ def _creator_alive(creator: Any) -> bool:
     host, or, elsewhere, begun within the last ten minutes."""
     if not isinstance(creator, dict):
         return False
-    from store.lease import pid_running
+    from vidstore.store.lease import pid_running
 
     try:
         if creator.get("host") == socket.gethostname():
@@ -115,6 +125,40 @@ def _creator_alive(creator: Any) -> bool:
         return time.time() - float(creator["at"]) < 600
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def group_document(attributes: dict) -> bytes:
+    """The ``zarr.json`` of a Zarr v3 group holding ``attributes``: how a done marker or a
+    lease is stored, so that each is one object written in one piece."""
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}).encode()
+
+
+def read_group_attributes(fs: fsspec.AbstractFileSystem, folder: str) -> dict | None:
+    """The attributes of the group at ``folder``, or None (missing, or cut short by a kill)."""
+    try:
+        document = json.loads(fs.cat_file(f"{folder}/zarr.json"))
+        return document["attributes"] if isinstance(document.get("attributes"), dict) else None
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError, OSError):
+        return None
+
+
+def put_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` so that no reader sees it half-written: on a local disk
+    aside then renamed over; an object store's put is whole already."""
+    if isinstance(fs, LocalFileSystem):
+        fs.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def ensure_group(fs: fsspec.AbstractFileSystem, folder: str) -> None:
+    """A (sub)group at ``folder`` with no attributes, unless there is one."""
+    if not fs.exists(f"{folder}/zarr.json"):
+        put_whole(fs, f"{folder}/zarr.json", group_document({}))
 
 
 def _now() -> str:
@@ -152,7 +196,7 @@ class FeatureStore:
         """A new store with every array at its final row count; ``rows`` is the row table
         (GIVEN_COLUMNS, ``rows_per_video`` contiguous rows per video); ``provenance`` is what
         made it (None: an empty record, for stores made by tests and benchmarks)."""
-        from store.provenance import StoreProvenance
+        from vidstore.store.provenance import StoreProvenance
 
         provenance = provenance or StoreProvenance(SCHEMA_VERSION)
         if provenance.version != SCHEMA_VERSION:
@@ -250,7 +294,7 @@ class FeatureStore:
             attrs = zarr.open_group(str(path), mode="r").attrs
         except Exception:
             attrs = {}
-        if attrs.get("ready") or fs.exists(f"{root}/done"):
+        if attrs.get("ready") or fs.exists(f"{root}/done"):  # done/ appears with the first marker
             return False
         if _creator_alive(attrs.get("creator")):
             return False  # another process is creating it right now
@@ -280,6 +324,9 @@ class FeatureStore:
         except Exception as err:
             raise StoreError(f"{path} is not a Zarr store ({type(err).__name__})") from None
         version = group.attrs.get("schema_version")
+        if version in MIGRATABLE_VERSIONS:
+            group = cls._migrate(path, version, mode)
+            version = group.attrs.get("schema_version")
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise StoreError(f"store {path} has schema version {version}; this vidstore reads up to {SCHEMA_VERSION}: upgrade vidstore")
         if version != SCHEMA_VERSION:
@@ -289,6 +336,41 @@ class FeatureStore:
             )
         return cls(group, path)
 
+    @classmethod
+    def _migrate(cls, path: str, version: int, mode: str) -> zarr.Group:
+        """Move a schema-3 store's done markers (``done/<shard>.json`` files) into Zarr groups
+        and drop its old lease files; then it is schema 4. Each marker is written anew before
+        its file goes, so a migration cut short is finished by the next open."""
+        import warnings
+
+        fs, root = fsspec.core.url_to_fs(path)
+        folder, moved = f"{root}/done", 0
+        try:
+            for name in (fs.ls(folder, detail=False) if fs.exists(folder) else []):
+                base = name.rstrip("/").rsplit("/", 1)[-1]
+                if base.endswith(".json") and base[:-5].isdigit():
+                    try:
+                        marker = json.loads(fs.cat_file(name))
+                    except ValueError:
+                        marker = None  # cut short by a kill: no marker, as before
+                    if isinstance(marker, dict):
+                        put_whole(fs, f"{folder}/{base[:-5]}/zarr.json", group_document(marker))
+                        moved += 1
+                    fs.rm(name)
+                elif ".lease" in base:
+                    fs.rm(name)
+            if fs.exists(folder):
+                ensure_group(fs, folder)
+            zarr.open_group(path, mode="r+").attrs["schema_version"] = SCHEMA_VERSION
+        except OSError as err:
+            raise StoreError(
+                f"store {path} has schema version {version} (done markers as plain files) and could not be moved to "
+                f"version {SCHEMA_VERSION} here ({type(err).__name__}: {err}); open it once where it is writable"
+            ) from None
+        warnings.warn(f"store {path}: {moved} done markers moved into the Zarr hierarchy (schema {version} -> {SCHEMA_VERSION}); "
+                      "vidstore 0.1 no longer reads it", stacklevel=3)
+        return zarr.open_group(path, mode=mode)
+
     # -- reading ------------------------------------------------------------------------------
 
     @property
@@ -297,7 +379,7 @@ class FeatureStore:
 
     @property
     def provenance(self) -> "StoreProvenance":
-        from store.provenance import StoreProvenance
+        from vidstore.store.provenance import StoreProvenance
 
         return StoreProvenance.from_dict(self.attrs, f"store {self.path}")
 
@@ -330,7 +412,7 @@ class FeatureStore:
         return sub[name]
 
     def _marker_path(self, shard: int) -> str:
-        return f"{self.root}/done/{shard:06d}.json"
+        return f"{self.root}/done/{shard:06d}"
 
     def markers(self) -> dict[int, dict]:
         """The done markers that parse (a marker cut short by a kill is no marker)."""
@@ -338,13 +420,13 @@ class FeatureStore:
         folder = f"{self.root}/done"
         if not self.fs.exists(folder):
             return found
-        for path in self.fs.ls(folder, detail=False):
-            if not path.endswith(".json"):
+        for entry in self.fs.ls(folder, detail=True):
+            if entry["type"] != "directory":
                 continue
+            marker = read_group_attributes(self.fs, entry["name"].rstrip("/"))
             try:
-                marker = json.loads(self.fs.cat_file(path))
                 found[int(marker["shard"])] = marker
-            except (ValueError, KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):
                 continue
         return found
 
@@ -394,7 +476,8 @@ class FeatureStore:
     def clear_shard(self, shard: int) -> None:
         """Remove whatever a killed writer left of ``shard`` (files and marker), so that its
         rewrite starts from nothing: zarr reads an existing shard's index before writing."""
-        self.fs.rm(self._marker_path(shard)) if self.fs.exists(self._marker_path(shard)) else None
+        if self.fs.exists(self._marker_path(shard)):
+            self.fs.rm(self._marker_path(shard), recursive=True)
         for scale in self.scales:
             for name in self.array_names(scale):
                 array = self.array(scale, name)
@@ -457,8 +540,8 @@ class FeatureStore:
             "written_at": _now(),
             "checksums": checksums or {},
         }
-        self.fs.makedirs(f"{self.root}/done", exist_ok=True)
-        self.fs.pipe_file(self._marker_path(shard), json.dumps(marker).encode())
+        ensure_group(self.fs, f"{self.root}/done")
+        put_whole(self.fs, f"{self._marker_path(shard)}/zarr.json", group_document(marker))
 
     # -- describing and checking --------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""One writer per shard: a lease file per shard, with owner, host, pid and a heartbeat.
+"""One writer per shard: a lease per shard, with owner, host, pid and a heartbeat.
 
 A writer takes a shard's lease before it clears or writes anything of that shard, and
-gives it back after the shard's done marker. The lease is ``done/<shard>.lease`` (JSON:
-owner, host, pid, rank, taken_at, heartbeat). It is created exclusively (``O_EXCL`` on a
-local disk), so of two processes that want one shard, one gets it and the other skips
-the shard. A background thread refreshes the heartbeat of every lease the process holds;
+gives it back after the shard's done marker. The lease is the Zarr group
+``leases/<shard>`` whose attributes are owner, host, pid, rank, taken_at and heartbeat
+(its ``zarr.json`` is the lease file). It is created exclusively (a hard link, which fails
+when the file exists, on a local disk), so of two processes that want one shard, one gets
+it and the other skips the shard. A background thread refreshes the heartbeat of every lease the process holds;
 a lease whose heartbeat is older than ``timeout`` seconds belongs to a process that died
 or hangs (on the same host, a holder whose pid is not running is dead at once), and is
 taken over: it is first renamed away (atomic: of two takers only one
@@ -17,7 +18,6 @@ the race, it does not close it; run one writer per rank there.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -26,6 +26,8 @@ import uuid
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from vidstore.store.feature_store import ensure_group, group_document, read_group_attributes
 
 
 def pid_running(pid: int) -> bool:
@@ -51,21 +53,21 @@ class Leases:
         self._thread: threading.Thread | None = None
         self.local = isinstance(fs, LocalFileSystem)
 
+    def folder(self, shard: int) -> str:
+        return f"{self.root}/leases/{shard:06d}"
+
     def path(self, shard: int) -> str:
-        return f"{self.root}/done/{shard:06d}.lease"
+        return f"{self.folder(shard)}/zarr.json"
 
     def _record(self) -> bytes:
         now = time.time()
-        return json.dumps(
+        return group_document(
             {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(), "rank": self.rank, "taken_at": now, "heartbeat": now}
-        ).encode()
+        )
 
     def read(self, shard: int) -> dict | None:
         """The lease of ``shard`` as written by its holder, or None (none, or unreadable)."""
-        try:
-            return json.loads(self.fs.cat_file(self.path(shard)))
-        except (FileNotFoundError, ValueError, OSError):
-            return None
+        return read_group_attributes(self.fs, self.folder(shard))
 
     def is_stale(self, lease: dict | None) -> bool:
         """No heartbeat for ``timeout`` seconds, or a holder on this host that is not running."""
@@ -82,15 +84,21 @@ class Leases:
         path = self.path(shard)
         if self.local:  # written aside, then linked in place: exclusive, and never seen half-written
             tmp = f"{path}.tmp-{self.owner}"
-            with open(tmp, "wb") as f:
-                f.write(self._record())
-            try:
-                os.link(tmp, path)
-                return True
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
+            for _ in range(3):  # the folder may vanish under us when its last holder releases it
+                os.makedirs(self.folder(shard), exist_ok=True)
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(self._record())
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
+                    return False
+                finally:
+                    os.unlink(tmp)
+            return False
         if self.fs.exists(path):
             return False
         self.fs.pipe_file(path, self._record())
@@ -101,7 +109,7 @@ class Leases:
     def acquire(self, shard: int) -> bool:
         """Take ``shard``'s lease; False when another live process holds it."""
         path = self.path(shard)
-        self.fs.makedirs(f"{self.root}/done", exist_ok=True)
+        ensure_group(self.fs, f"{self.root}/leases")
         if not self._create(shard):
             lease = self.read(shard)
             if lease is not None and lease.get("owner") == self.owner:
@@ -149,8 +157,10 @@ class Leases:
             if self.holds(shard):
                 try:
                     self.fs.rm(self.path(shard))
-                except FileNotFoundError:
-                    pass
+                    if self.local:  # an empty folder would be a member zarr cannot read
+                        os.rmdir(self.folder(shard))
+                except (FileNotFoundError, OSError):
+                    pass  # another process has just made it again: its lease
 
     def _beat(self) -> None:
         with self._lock:
@@ -166,10 +176,10 @@ class Leases:
             if self.local:  # replaced whole, so a reader never sees it half-written
                 tmp = f"{self.path(shard)}.tmp-{self.owner}"
                 with open(tmp, "wb") as f:
-                    f.write(json.dumps(lease).encode())
+                    f.write(group_document(lease))
                 os.replace(tmp, self.path(shard))
             else:
-                self.fs.pipe_file(self.path(shard), json.dumps(lease).encode())
+                self.fs.pipe_file(self.path(shard), group_document(lease))
         except OSError:
             pass  # a full disk or a lost mount: the lease goes stale, another process takes over
 

@@ -60,7 +60,7 @@ class StoreProvenance:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "store provenance") -> "StoreProvenance":
-        from store.feature_store import SCHEMA_VERSION
+        from vidstore.store.feature_store import SCHEMA_VERSION
 
         version = data.get("version", data.get("schema_version"))
         values = versioned_fields(cls, data, SCHEMA_VERSION, where, version)

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from store.feature_store import FeatureStore
+from vidstore.store.feature_store import FeatureStore
 
 
 @dataclass

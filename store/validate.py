@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from store.feature_store import GIVEN_COLUMNS, OPTIONAL_COLUMNS, STATUS_CODES, FeatureStore, block_checksum, scale_key
+from vidstore.store.feature_store import GIVEN_COLUMNS, OPTIONAL_COLUMNS, STATUS_CODES, FeatureStore, block_checksum, scale_key
 
 
 @dataclass

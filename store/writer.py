@@ -33,8 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore, StoreError, block_checksum, scale_key
-from store.lease import Leases
+from vidstore.store.feature_store import RESULT_COLUMNS, STATUS_CODES, FeatureStore, StoreError, block_checksum, scale_key
+from vidstore.store.lease import Leases
 
 
 # Seconds to wait between a shard's data and its marker: only for the test that kills a

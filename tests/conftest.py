@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 SHARED_FVC = ROOT.parent / "shared" / "data" / "fvc"
 
+sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (the tests run this checkout as the vidstore package)
+
 # Small clips keep the backbone fast on a CPU: T=4 frames at 32 px, a 16 px downscale, one
 # augmented variant per video.
 TINY = ["clip.frames=4", "clip.scales=[32,16]", "augment.variants=1", "extract.batch_size=8", "extract.num_workers=0"]
@@ -75,8 +78,8 @@ def decode_level_to_index(level: float, n: int) -> int:
 def indexed_demo(root: Path, n_videos: int, seed: int):
     """A small demo dataset (64x48, 16 frames) under root/data, indexed to root/samples.parquet.
     Returns (samples path, samples table)."""
-    from extract.demo_data import make_demo_dataset
-    from extract.sources import build_index, write_index
+    from vidstore.extract.demo_data import make_demo_dataset
+    from vidstore.extract.sources import build_index, write_index
 
     make_demo_dataset(root / "data", n_videos, seed=seed, width=64, height=48, n_frames=16)
     table, _ = build_index([root / "data"])
@@ -132,8 +135,8 @@ DRAWN = ["augment.explicit=[]", "augment.ops=[rotate,color,noise,hflip,reverse]"
 @pytest.fixture(scope="session")
 def video_store(tmp_path_factory):
     """20 small demo videos extracted (T=4, 32 px, one drawn variant each) into a store."""
-    from configs import load_config
-    from extract.job import run_extract
+    from vidstore.configs import load_config
+    from vidstore.extract.job import run_extract
 
     root = tmp_path_factory.mktemp("video_store")
     samples, table = indexed_demo(root, 20, seed=7)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import ROOT
-from configs import load_config
-from configs.schema import AUGMENT_OPS
-from extract import augment as A
-from extract.clips import make_variant, variant_ops
-from extract.video import letterbox_geometry
+from vidstore.configs import load_config
+from vidstore.configs.schema import AUGMENT_OPS
+from vidstore.extract import augment as A
+from vidstore.extract.clips import make_variant, variant_ops
+from vidstore.extract.video import letterbox_geometry
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,8 @@ def test_variant_bytes_are_the_same_in_another_process(clip, tmp_path):
     (tmp_path / "plans.json").write_text(json.dumps(plans))
     script = (
         "import json, sys, numpy as np, torch; torch.set_num_threads(2)\n"
-        "from extract.augment import apply_variant\n"
+        "import cli\n"  # this checkout is the vidstore package (cwd is the checkout)
+        "from vidstore.extract.augment import apply_variant\n"
         f"clip = np.load({str(tmp_path / 'clip.npy')!r}); plans = json.load(open({str(tmp_path / 'plans.json')!r}))\n"
         f"np.save({str(tmp_path / 'out.npy')!r}, np.stack([apply_variant(clip, p) for p in plans]))\n"
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models.video import r3d_18
 
-from features.backbone import (
+from vidstore.features.backbone import (
     KINETICS_URLS,
     TAP_ORDER,
     BackboneTaps,

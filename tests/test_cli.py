@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, TINY, run_cli
-from configs import load_config
-from heads.train import train_head
+from vidstore.configs import load_config
+from vidstore.heads.train import train_head
 
 SETS = [arg for item in TINY for arg in ("--set", item)]
 DEMO = ["--set", "demo.width=96", "--set", "demo.height=72", "--set", "demo.n_frames=24"]
@@ -152,9 +152,9 @@ def test_handcrafted_statistics_separate_manipulated_from_real(job):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from heads.features_table import load_feature_table
-    from heads.splits import grouped_stratified_folds
-    from store import FeatureStore
+    from vidstore.heads.features_table import load_feature_table
+    from vidstore.heads.splits import grouped_stratified_folds
+    from vidstore.store import FeatureStore
 
     table, _ = load_feature_table(FeatureStore.open(str(job["store"])), 32, ["handcrafted"])
     originals = (table.rows["variant"] == 0).to_numpy()

@@ -175,7 +175,7 @@ def test_bad_and_unusual_inputs_through_the_whole_job(tmp_path):
     assert validate.stdout.strip().endswith("ok")
     info = json.loads(run_cli("store", "info", str(store), "--json").stdout)
     assert info["rows_by_status"]["pending"] == 0
-    from store import FeatureStore
+    from vidstore.store import FeatureStore
 
     stored = FeatureStore.open(str(store)).rows().filter(pl.col("variant") == 0)
     status = dict(zip(stored["video_id"], stored["status"]))

@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from conftest import ROOT, indexed_demo
-from configs import load_config
-from extract.augment import ALL_OPS, draw_params, one_thread
-from extract.clips import variants_at_scales
-from extract.job import META_COLUMNS, run_extract
-from extract.video import decode_clip
-from store import FeatureStore
+from vidstore.configs import load_config
+from vidstore.extract.augment import ALL_OPS, draw_params, one_thread
+from vidstore.extract.clips import variants_at_scales
+from vidstore.extract.job import META_COLUMNS, run_extract
+from vidstore.extract.video import decode_clip
+from vidstore.store import FeatureStore
 
 pytestmark = [
     pytest.mark.cuda,

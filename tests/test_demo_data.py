@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from extract import demo_data
-from extract.demo_data import (
+from vidstore.extract import demo_data
+from vidstore.extract.demo_data import (
     EDITS,
     MANIPULATIONS,
     ScenePlan,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from features.device import DeviceError, device_name, pick_device
+from vidstore.features.device import DeviceError, device_name, pick_device
 
 
 @pytest.mark.parametrize("requested,gpus,local_rank,expected", [

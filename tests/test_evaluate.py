@@ -13,13 +13,13 @@ import pytest
 from sklearn import metrics as skm
 
 from conftest import ROOT, run_cli
-from configs import load_config
-from heads.crossval import apply_calibration_params
-from heads.data import HeadData, load_head_table
-from heads.registry import head_class
-from heads.runs import RunSummary
-from heads.train import train_head
-from store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreProvenance
+from vidstore.configs import load_config
+from vidstore.heads.crossval import apply_calibration_params
+from vidstore.heads.data import HeadData, load_head_table
+from vidstore.heads.registry import head_class
+from vidstore.heads.runs import RunSummary
+from vidstore.heads.train import train_head
+from vidstore.store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreProvenance
 
 RPV = 2
 PROVENANCE = {"preprocessing_hash": "same-pipeline", "backbone": {"name": "r3d_18", "weights": {"source": "random", "sha256": "w0"}}}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from heads.metrics import (
+from vidstore.heads.metrics import (
     average_precision,
     binary_metrics,
     bootstrap_intervals,

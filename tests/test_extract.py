@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, indexed_demo
-from configs import load_config
-from extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
-from extract.clips import make_scaled_clips, make_variant, normalise, variant_ops, variants_at_scales
-from extract.job import META_COLUMNS, DecodeVideo, item_bytes, run_extract
-from extract.video import decode_clip
-from store import FeatureStore
+from vidstore.configs import load_config
+from vidstore.extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
+from vidstore.extract.clips import make_scaled_clips, make_variant, normalise, variant_ops, variants_at_scales
+from vidstore.extract.job import META_COLUMNS, DecodeVideo, item_bytes, run_extract
+from vidstore.extract.video import decode_clip
+from vidstore.store import FeatureStore
 
 K = 2
 
@@ -154,7 +154,7 @@ def test_stored_parameters_reproduce_the_variant(stores, samples):
 
 
 def test_a_device_stage_error_fails_that_video_only(samples, tmp_path, monkeypatch):
-    import extract.job as job
+    import vidstore.extract.job as job
 
     real_run = job.DeviceStage._run
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from extract.clips import make_scaled_clips
-from extract.video import letterbox_geometry
-from configs import load_config
-from features.backbone import TAP_ORDER, BackboneTaps, build_backbone, tap_shape
-from features.handcrafted import HANDCRAFTED_NAMES, META_NAMES, PIXEL_NAMES, container_features, handcrafted_features, pixel_statistics
-from features.pooling import summarise_maps, summary_names
+from vidstore.extract.clips import make_scaled_clips
+from vidstore.extract.video import letterbox_geometry
+from vidstore.configs import load_config
+from vidstore.features.backbone import TAP_ORDER, BackboneTaps, build_backbone, tap_shape
+from vidstore.features.handcrafted import HANDCRAFTED_NAMES, META_NAMES, PIXEL_NAMES, container_features, handcrafted_features, pixel_statistics
+from vidstore.features.pooling import summarise_maps, summary_names
 
 
 @pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18"])

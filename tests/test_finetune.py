@@ -18,14 +18,14 @@ import torch
 import yaml
 
 from conftest import ROOT, SHARED_VIDEOS, TINY, indexed_demo, run_cli
-from configs import load_config
-from extract.job import run_extract
-from heads.finetune import Clips, Trainer, finetune, load_init
-from heads.model import ModelSpec
-from heads.zoo.inception import InceptionHead
-from heads.predict import load_predictor, predict, predict_videos
-from heads.train import train_head
-from store import FeatureStore
+from vidstore.configs import load_config
+from vidstore.extract.job import run_extract
+from vidstore.heads.finetune import Clips, Trainer, finetune, load_init
+from vidstore.heads.model import ModelSpec
+from vidstore.heads.zoo.inception import InceptionHead
+from vidstore.heads.predict import load_predictor, predict, predict_videos
+from vidstore.heads.train import train_head
+from vidstore.store import FeatureStore
 
 # small and quick: 2 epochs, batches of 4, layer4 and the head train
 FT = ["finetune.epochs=2", "finetune.batch_size=4", "finetune.micro_batch=4", "finetune.num_workers=0",
@@ -228,7 +228,7 @@ def test_final_model_trains_on_every_video_for_the_holdout_epochs(world, model_d
 def test_evaluate_from_the_videos_gives_predict_s_probabilities_and_leaves_out_training_videos(world, model_dir, tmp_path, which):
     from sklearn.metrics import roc_auc_score
 
-    from heads.evaluate import evaluate
+    from vidstore.heads.evaluate import evaluate
 
     _, other = indexed_demo(tmp_path / "other", 6, seed=5)
     seen = pl.read_parquet(world["samples"]).head(1)  # a video the run and the model trained on

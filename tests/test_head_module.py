@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from conftest import DRAWN, ROOT, TINY, readme_head_module, run_cli
-from heads.registry import HeadError, head_class, head_names, load_head_module, register_head
+from vidstore.heads.registry import HeadError, head_class, head_names, load_head_module, register_head
 
 SETS = [arg for item in TINY + DRAWN + ["train.folds=2", "train.bootstrap=0"] for arg in ("--set", item)]
 
@@ -66,13 +66,13 @@ def test_a_head_file_in_the_zoo_is_built_in_with_no_other_edit(tmp_path):
 
     zoo = ROOT / "heads" / "zoo" / "zz_test_constant.py"
     zoo.write_text(
-        "from configs import ConfigSection\nfrom heads.base import HeadBase\nfrom heads.registry import register_head\n\n\n"
+        "from vidstore.configs import ConfigSection\nfrom vidstore.heads.base import HeadBase\nfrom vidstore.heads.registry import register_head\n\n\n"
         "class P(ConfigSection):\n    p: float = 0.25\n\n\n@register_head('constant')\nclass Constant(HeadBase):\n"
         "    inputs, Params = 'vectors', P\n\n    def fit(self, data):\n        return self\n\n"
         "    def predict_proba(self, data):\n        return [self.cfg.p] * len(data)\n"
     )
     try:
-        code = "from heads.registry import head_names; from configs import load_config; " \
+        code = "import cli; from vidstore.heads.registry import head_names; from vidstore.configs import load_config; " \
                "print(head_names(), load_config(None, ['train.constant.p=0.5']).train.constant.p)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
     finally:

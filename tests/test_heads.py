@@ -12,13 +12,13 @@ import torch
 from sklearn import metrics as skm
 
 from conftest import ROOT, run_cli
-from configs import load_config
-from heads.base import Fitted
-from heads.crossval import cross_validate
-from heads.metrics import binary_metrics, choose_threshold, expected_calibration_error
-from heads.report import PLOTS
-from heads.train import train_head
-from store import ArraySpec, FeatureStore, ShardWriter
+from vidstore.configs import load_config
+from vidstore.heads.base import Fitted
+from vidstore.heads.crossval import cross_validate
+from vidstore.heads.metrics import binary_metrics, choose_threshold, expected_calibration_error
+from vidstore.heads.report import PLOTS
+from vidstore.heads.train import train_head
+from vidstore.store import ArraySpec, FeatureStore, ShardWriter
 
 N_VIDEOS, RPV = 80, 2
 
@@ -168,9 +168,9 @@ def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path)
 
 
 def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separable_store, tmp_path):
-    from heads.model import ModelSpec
-    from heads.runs import RunSummary
-    from store import ArtifactVersionError, StoreProvenance
+    from vidstore.heads.model import ModelSpec
+    from vidstore.heads.runs import RunSummary
+    from vidstore.store import ArtifactVersionError, StoreProvenance
 
     run_dir, summary = train_head("logreg", separable_store, config(tmp_path, "train.features=[embedding]", "train.inner_folds=0"))
     read = RunSummary.read(run_dir)
@@ -202,16 +202,16 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     head_file = run_dir / "checkpoints" / "fold0" / "head.yaml"
     head_file.write_text(head_file.read_text().replace("version: 1", "version: 7"))
     with pytest.raises(ArtifactVersionError, match="format version 7"):
-        from heads.registry import head_class
+        from vidstore.heads.registry import head_class
 
         head_class("logreg").load(head_file.parent)
 
 
 PROBE_HEADS = '''
 import numpy as np
-from configs import ConfigSection
-from heads.base import HeadBase
-from heads.registry import register_head
+from vidstore.configs import ConfigSection
+from vidstore.heads.base import HeadBase
+from vidstore.heads.registry import register_head
 
 
 class NoParams(ConfigSection):
@@ -284,7 +284,7 @@ def test_every_run_reports_group_intervals_and_the_field_s_metrics(separable_sto
         assert saved["pooled"][key] is not None and len(saved["metrics"][key]["per_fold"]) == 5, key
     oof = pl.read_parquet(run_dir / "oof.parquet")
     assert saved["pooled"]["eer"] == pytest.approx(
-        __import__("heads.metrics", fromlist=["equal_error_rate"]).equal_error_rate(oof["label"].to_numpy(), oof["prob"].to_numpy()))
+        __import__("vidstore.heads.metrics", fromlist=["equal_error_rate"]).equal_error_rate(oof["label"].to_numpy(), oof["prob"].to_numpy()))
     iv = saved["intervals"]
     assert iv["n_groups"] == 40 and iv["n_videos"] == 80 and set(iv["by_group"]) == {"roc_auc", "pr_auc", "eer", "balanced_accuracy"}
     for metric, (lo, hi) in iv["by_group"].items():
@@ -310,7 +310,7 @@ def test_every_run_reports_group_intervals_and_the_field_s_metrics(separable_sto
 
 def test_the_inception_head_gives_the_same_logits_and_gradients_in_channels_last():
     """The head trains in channels-last layout for speed; the numbers are those of the default layout."""
-    from heads.zoo.inception import CHANNELS_LAST, InceptionHead
+    from vidstore.heads.zoo.inception import CHANNELS_LAST, InceptionHead
 
     torch.manual_seed(0)
     plain = InceptionHead(in_channels=64, branch_channels=8, bottleneck=8)
@@ -337,7 +337,7 @@ def test_the_inception_head_gives_the_same_logits_and_gradients_in_channels_last
 
 @pytest.mark.parametrize("t,h,w", [(2, 7, 7), (1, 3, 3), (4, 2, 9)])
 def test_same_conv_leaves_out_only_taps_that_meet_padding(t, h, w):
-    from heads.zoo.inception import SameConv3d
+    from vidstore.heads.zoo.inception import SameConv3d
 
     torch.manual_seed(0)
     conv = SameConv3d(6, 5, 5, padding=2)
@@ -356,7 +356,7 @@ def test_same_conv_leaves_out_only_taps_that_meet_padding(t, h, w):
 def test_map_batches_are_the_stored_maps_in_ram_or_streamed(separable_store):
     """A map head sees exactly the stored maps as float32, whether they are held in RAM
     (channels-last) or read from the store every pass."""
-    from heads.data import MapSource
+    from vidstore.heads.data import MapSource
 
     store = FeatureStore.open(str(separable_store))
     rows = store.rows().filter(pl.col("status") == "done")

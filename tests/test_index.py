@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from conftest import SHARED_FVC, index_coded_frames, write_video
-from extract.demo_data import make_demo_dataset
-from extract.sources import SourceError, build_index, parse_video_url, write_index
+from vidstore.extract.demo_data import make_demo_dataset
+from vidstore.extract.sources import SourceError, build_index, parse_video_url, write_index
 
 LEADING = ["video_id", "path", "label", "group", "status", "reason"]
 PROBED = ["width", "height", "fps", "n_frames", "duration", "codec", "bitrate", "has_audio"]

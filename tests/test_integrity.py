@@ -22,18 +22,20 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import zarr
 
 from conftest import ROOT, TINY, run_cli, write_video
-from configs import load_config
-from extract.job import StoreMismatch, run_extract
-from extract.sources import build_index, write_index
-from extract.workers import decode_in_workers
-from store import FeatureStore, Leases, validate_store
+from vidstore.configs import load_config
+from vidstore.extract.job import StoreMismatch, run_extract
+from vidstore.extract.sources import build_index, write_index
+from vidstore.extract.workers import decode_in_workers
+from vidstore.store import FeatureStore, Leases, validate_store
 
 SETS = TINY + ["extract.shard_videos=2"]
 CLI_SETS = [a for item in SETS for a in ("--set", item)]
@@ -92,7 +94,7 @@ def test_a_table_that_renames_the_stores_videos_is_refused(tmp_path):
 
 
 def test_split_audit_reports_identical_files_in_two_folds(tmp_path):
-    from heads.train import train_head
+    from vidstore.heads.train import train_head
 
     names = {f"{'real' if i % 2 else 'fake'}/v{i}.mp4": i for i in range(10)}
     root = tree(tmp_path / "v", names)
@@ -115,6 +117,12 @@ def test_split_audit_reports_identical_files_in_two_folds(tmp_path):
 # -- leases and two writers -------------------------------------------------------------------
 
 
+def write_lease(root: Path, shard: int, lease: dict) -> None:
+    """A lease as another process leaves it: the attributes of the group leases/<shard>."""
+    (root / "leases" / f"{shard:06d}").mkdir(parents=True, exist_ok=True)
+    (root / "leases" / f"{shard:06d}" / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": lease}))
+
+
 def test_a_lease_has_one_holder_and_a_dead_holders_lease_is_taken_over(tmp_path):
     import fsspec
 
@@ -123,7 +131,7 @@ def test_a_lease_has_one_holder_and_a_dead_holders_lease_is_taken_over(tmp_path)
     first, second = Leases(fs, root, timeout=60), Leases(fs, root, timeout=60)
     try:
         assert first.acquire(3) and not second.acquire(3)  # live holder: refused
-        lease = json.loads((tmp_path / "done" / "000003.lease").read_text())
+        lease = json.loads((tmp_path / "leases" / "000003" / "zarr.json").read_text())["attributes"]  # a Zarr group's attributes
         assert lease["owner"] == first.owner and lease["pid"] == os.getpid() and lease["host"] == socket.gethostname()
         first.release(3)
         assert second.acquire(3)  # released: free
@@ -132,23 +140,23 @@ def test_a_lease_has_one_holder_and_a_dead_holders_lease_is_taken_over(tmp_path)
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         stale = {"owner": "gone", "host": socket.gethostname(), "pid": int(dead.stdout), "rank": 0, "taken_at": time.time(),
                  "heartbeat": time.time()}
-        (tmp_path / "done" / "000004.lease").write_text(json.dumps(stale))
+        write_lease(tmp_path, 4, stale)
         assert first.acquire(4) and first.holds(4)
         # a holder on another host: taken over only once its heartbeat is older than the timeout
         other = {**stale, "host": "another-node", "pid": 1}
-        (tmp_path / "done" / "000005.lease").write_text(json.dumps(other))
+        write_lease(tmp_path, 5, other)
         assert not first.acquire(5)
-        (tmp_path / "done" / "000005.lease").write_text(json.dumps({**other, "heartbeat": time.time() - 61}))
+        write_lease(tmp_path, 5, {**other, "heartbeat": time.time() - 61})
         assert first.acquire(5)
         # the heartbeat keeps a held lease fresh
         quick = Leases(fs, root, timeout=0.5)
         assert quick.acquire(6)
-        t0 = json.loads((tmp_path / "done" / "000006.lease").read_text())["heartbeat"]
+        t0 = quick.read(6)["heartbeat"]
         time.sleep(0.6)
-        assert json.loads((tmp_path / "done" / "000006.lease").read_text())["heartbeat"] > t0
+        assert quick.read(6)["heartbeat"] > t0
         assert not second.acquire(6) or second.timeout < 0.5
         quick.close()
-        assert not (tmp_path / "done" / "000006.lease").exists()
+        assert not (tmp_path / "leases" / "000006").exists()  # given back: no file, no empty folder
     finally:
         first.close()
         second.close()
@@ -172,7 +180,11 @@ def test_two_extract_processes_on_one_rank_compute_every_video_once(tmp_path):
     assert sum(done) == 12, outs  # no video computed by both
     store = FeatureStore.open(str(store_path))
     assert (store.rows()["status"] == "done").all() and validate_store(store).ok
-    assert not list((store_path / "done").glob("*.lease"))  # every lease given back
+    assert [p.name for p in (store_path / "leases").iterdir()] == ["zarr.json"]  # every lease given back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # markers and leases are Zarr groups: nothing foreign in the hierarchy
+        members = dict(zarr.open_group(str(store_path), mode="r").members(max_depth=None))
+    assert "done/000000" in members and "leases" in members
     reference = tmp_path / "ref.zarr"
     run_extract(samples, reference, load_config(ROOT / "configs/demo.yaml", SETS), progress=False)
     ref = FeatureStore.open(str(reference))
@@ -233,7 +245,7 @@ def test_disk_full_is_one_line_and_the_store_resumes(tmp_path, monkeypatch):
         return real_write(self, shard, values)
 
     monkeypatch.setattr(FeatureStore, "write_shard", full_on_second)
-    from store import StoreError
+    from vidstore.store import StoreError
 
     with pytest.raises(StoreError, match=r"no space left on the device of .* while writing shard 1 .*MiB uncompressed.*resumes"):
         run_extract(samples, store_path, cfg, progress=False)
@@ -267,7 +279,7 @@ def test_a_real_full_disk_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def gbm_run(tmp_path_factory):
-    from heads.train import train_head
+    from vidstore.heads.train import train_head
 
     tmp = tmp_path_factory.mktemp("gbm_run")
     root = tree(tmp / "v", {f"{'real' if i % 2 else 'fake'}/v{i}.mp4": i for i in range(8)})
@@ -304,7 +316,7 @@ def test_a_lightgbm_file_that_kills_its_parser_kills_only_the_child_process(tmp_
 
     import lightgbm as lgb
 
-    from store.artifacts import ArtifactError, load_lightgbm_model
+    from vidstore.store.artifacts import ArtifactError, load_lightgbm_model
 
     rng = np.random.default_rng(0)
     X = rng.random((300, 5))
@@ -323,13 +335,13 @@ def test_a_lightgbm_file_that_kills_its_parser_kills_only_the_child_process(tmp_
 def test_a_refused_pickle_says_which_file_and_never_to_disable_the_safeguard(tmp_path):
     import torch
 
-    from heads.finetune import load_init
+    from vidstore.heads.finetune import load_init
 
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "weights.pt").write_bytes(b"")
     torch.save({"head.x": torch.zeros(1), "evil": _Evil()}, folder / "weights.pt")
-    from store.artifacts import ArtifactError, load_torch_file
+    from vidstore.store.artifacts import ArtifactError, load_torch_file
 
     with pytest.raises(ArtifactError) as caught:
         load_torch_file(folder / "weights.pt", what="model weights file")

@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from extract.demo_data import write_long_video
+from vidstore.extract.demo_data import write_long_video
 
 CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 from benchmarks.rss import peak_rss_mib as peak_mib
-from extract.video import decode_clip
+from vidstore.extract.video import decode_clip
 if {decode!r}:
     clip = decode_clip({path!r}, 8, 64)
     assert clip.n_unique == 8
@@ -39,9 +40,10 @@ def test_decoding_a_long_hd_video_holds_only_the_clip(tmp_path):
 READER_CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
+import cli  # noqa: E402,F401  (makes this checkout the vidstore package)
 from benchmarks.rss import peak_rss_mib as peak_mib
 import polars as pl
-from store import FeatureStore, StoreReader
+from vidstore.store import FeatureStore, StoreReader
 store = FeatureStore.open({path!r})
 rows = store.rows()
 total = 0
@@ -58,7 +60,7 @@ def test_reader_memory_is_bounded_by_a_shard_not_the_store(tmp_path):
     import numpy as np
     import polars as pl
 
-    from store import ArraySpec, FeatureStore, ShardWriter
+    from vidstore.store import ArraySpec, FeatureStore, ShardWriter
 
     n_videos, shard_videos, row_shape = 1200, 16, (512, 1, 7, 7)  # 49 KiB a row
     rows = pl.DataFrame({"video_id": [f"v{i}" for i in range(n_videos)], "group": [f"g{i}" for i in range(n_videos)],

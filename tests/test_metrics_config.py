@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from configs import ConfigError, load_config
-from heads.metrics import binary_metrics, summarise_folds
+from vidstore.configs import ConfigError, load_config
+from vidstore.heads.metrics import binary_metrics, summarise_folds
 
 
 def test_binary_metrics_hand_computed():
@@ -62,15 +62,15 @@ def test_missing_config_file():
 def built_in(config: dict) -> dict:
     """``config`` without the sections of heads that other tests of the session loaded from
     outside heads/zoo (the README's knn): default.yaml and a fresh process know only these."""
-    from heads.registry import HEADS
+    from vidstore.heads.registry import HEADS
 
-    outside = [name for name, cls in HEADS.items() if not cls.__module__.startswith("heads.zoo.")]
+    outside = [name for name, cls in HEADS.items() if not cls.__module__.startswith("vidstore.heads.zoo.")]
     return {**config, "train": {k: v for k, v in config["train"].items() if k not in outside}}
 
 
 def test_default_yaml_is_the_schema_written_out():
     """Every default lives in the schema; configs/default.yaml must say exactly the same."""
-    from configs import default_config
+    from vidstore.configs import default_config
 
     written = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
     assert written == built_in(default_config().to_dict())

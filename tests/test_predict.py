@@ -16,16 +16,16 @@ import polars as pl
 import pytest
 
 from conftest import DRAWN, ROOT, TINY, readme_head_module
-from configs import load_config
-from extract.clips import variant_ops
-from heads.crossval import apply_calibration_params
-from heads.data import HeadData, load_head_table
-from heads.pipeline import augment_config_of
-from heads.predict import predict, read_video_ids, video_id_of
-from heads.registry import head_class, head_names, load_head_module
-from heads.runs import RunSummary
-from heads.train import train_head
-from store import FeatureStore
+from vidstore.configs import load_config
+from vidstore.extract.clips import variant_ops
+from vidstore.heads.crossval import apply_calibration_params
+from vidstore.heads.data import HeadData, load_head_table
+from vidstore.heads.pipeline import augment_config_of
+from vidstore.heads.predict import predict, read_video_ids, video_id_of
+from vidstore.heads.registry import head_class, head_names, load_head_module
+from vidstore.heads.runs import RunSummary
+from vidstore.heads.train import train_head
+from vidstore.store import FeatureStore
 
 load_head_module(readme_head_module(Path(tempfile.mkdtemp(prefix="readme_heads"))))
 HEADS = head_names()
@@ -122,8 +122,8 @@ def test_tta_by_default_id_uses_other_variants_when_it_is_not_the_stores_id(vide
 def test_logreg_arithmetic_is_scikit_learns():
     """The saved logistic regression (medians, standardisation, coefficients) predicts what
     the scikit-learn pipeline it was fitted as predicts, missing values included."""
-    from heads.data import VectorSource
-    from heads.zoo.logreg import fit_logistic_pipeline
+    from vidstore.heads.data import VectorSource
+    from vidstore.heads.zoo.logreg import fit_logistic_pipeline
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 12)).astype(np.float32)

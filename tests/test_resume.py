@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY, indexed_demo
-from configs import load_config
-from extract.job import run_extract
-from extract.sources import write_index
-from store import FeatureStore, validate_store
+from vidstore.configs import load_config
+from vidstore.extract.job import run_extract
+from vidstore.extract.sources import write_index
+from vidstore.store import FeatureStore, validate_store
 
 # 12 videos, 2 per shard: 6 shards; one augmented variant per video
 SETS = TINY + ["extract.shard_videos=2"]
@@ -171,7 +171,7 @@ def test_extract_into_an_fsspec_url(data):
     ],
 )
 def test_rank_and_world_come_from_the_launcher(monkeypatch, env, flag, expected):
-    from extract.job import resolve_rank
+    from vidstore.extract.job import resolve_rank
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
         monkeypatch.delenv(name, raising=False)
@@ -181,7 +181,7 @@ def test_rank_and_world_come_from_the_launcher(monkeypatch, env, flag, expected)
 
 
 def test_bad_shard_flag_is_a_clear_error():
-    from extract.job import ExtractError, resolve_rank
+    from vidstore.extract.job import ExtractError, resolve_rank
 
     with pytest.raises(ExtractError, match="must look like i/n"):
         resolve_rank("first")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heads.splits import SplitError, audit_folds, grouped_stratified_folds, naive_row_folds, shuffle_labels_by_group
+from vidstore.heads.splits import SplitError, audit_folds, grouped_stratified_folds, naive_row_folds, shuffle_labels_by_group
 
 
 def cascades(n_groups: int = 30, seed: int = 0):

@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from conftest import run_cli
-from store import (
+from vidstore.store import (
     SCHEMA_VERSION,
     ArraySpec,
     FeatureStore,
@@ -198,8 +198,8 @@ def test_a_shard_counts_only_after_its_marker(tmp_path):
     store.write_shard(0, writer.buffers)  # data written, then "killed" before the marker
     assert (store.rows()["status"] == "pending").all()
     # a truncated marker file is no marker either
-    store.fs.makedirs(f"{store.root}/done", exist_ok=True)
-    store.fs.pipe_file(f"{store.root}/done/000000.json", b'{"shard": 0, "sta')
+    store.fs.makedirs(f"{store.root}/done/000000", exist_ok=True)
+    store.fs.pipe_file(f"{store.root}/done/000000/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {"shard": 0, "sta')
     assert (store.rows()["status"] == "pending").all()
     # the restart clears what was left and writes the shard again from nothing
     layer4 = store.array(32, "layer4")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import decode_level_to_index, index_coded_frames, write_video
-from extract.video import (
+from vidstore.extract.video import (
     LetterboxBox,
     VideoError,
     decode_clip,
@@ -128,7 +128,7 @@ def test_every_decoder_option_gives_the_same_frames_on_a_real_video(shared_video
 
 
 def test_skipping_falls_back_when_the_packets_mislead(tmp_path, monkeypatch):
-    import extract.video as video
+    import vidstore.extract.video as video
 
     path = tmp_path / "bframes.mp4"
     write_b_frame_video(path, 30, gop=30)

@@ -15,10 +15,10 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field
 
-from configs import ConfigSection
-from heads.base import HeadBase
-from heads.data import HeadData
-from heads.registry import register_head
+from vidstore.configs import ConfigSection
+from vidstore.heads.base import HeadBase
+from vidstore.heads.data import HeadData
+from vidstore.heads.registry import register_head
 
 
 class GbmParams(ConfigSection):
@@ -104,6 +104,6 @@ class GbmHead(HeadBase):
         self.booster.save_model(str(folder / "model.txt"))
 
     def load_weights(self, folder: Path, model_args: dict) -> None:
-        from store.artifacts import load_lightgbm_model
+        from vidstore.store.artifacts import load_lightgbm_model
 
         self.booster = load_lightgbm_model(folder / "model.txt")

@@ -29,12 +29,12 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from configs import ConfigSection
-from heads.base import HeadBase
-from heads.data import HeadData
-from heads.metrics import log_loss
-from heads.registry import register_head
-from heads.training import EarlyStopping, balanced_resample, warmup_cosine, weighted_bce
+from vidstore.configs import ConfigSection
+from vidstore.heads.base import HeadBase
+from vidstore.heads.data import HeadData
+from vidstore.heads.metrics import log_loss
+from vidstore.heads.registry import register_head
+from vidstore.heads.training import EarlyStopping, balanced_resample, warmup_cosine, weighted_bce
 
 PRESETS = {"seed": {"branch_channels": 128, "bottleneck": None}}
 # Stored maps train in channels-last layout (weights and batches): on a CPU, oneDNN's 3D
@@ -230,7 +230,7 @@ class InceptionHead3D(HeadBase):
     def load_weights(self, folder: Path, model_args: dict) -> None:
         self.args = model_args
         self.net = self.build_module(model_args).to(memory_format=CHANNELS_LAST)
-        from store.artifacts import load_torch_file
+        from vidstore.store.artifacts import load_torch_file
 
         self.net.load_state_dict(load_torch_file(folder / "weights.pt", what="head weights file"))
         self.net.eval()

@@ -18,10 +18,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from configs import ConfigSection
-from heads.base import HeadBase
-from heads.data import HeadData
-from heads.registry import register_head
+from vidstore.configs import ConfigSection
+from vidstore.heads.base import HeadBase
+from vidstore.heads.data import HeadData
+from vidstore.heads.registry import register_head
 
 
 class LogregParams(ConfigSection):
