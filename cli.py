@@ -468,14 +468,18 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("compare")
 def runs_compare(
-    runs: list[Path] = typer.Argument(..., help="run folders (runs/<run-id>)"),
+    runs: list[Path] = typer.Argument(..., help="run folders (runs/<run-id>), or folders of runs (runs/); anything else is skipped"),
     sort: str = typer.Option("roc_auc", help="column to sort by, best first"),
     out: Optional[Path] = typer.Option(None, help="also write OUT.csv and OUT.md"),
 ) -> None:
     """Print trained runs side by side (and write them as CSV and markdown)."""
-    from vidstore.heads.runs import format_comparison, load_summaries, write_comparison
+    from vidstore.heads.runs import find_runs, format_comparison, load_summaries, write_comparison
 
-    summaries = load_summaries(runs)
+    found, skipped = find_runs(runs)
+    if skipped:
+        names = ", ".join(str(path) for path in skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
+        typer.echo(f"skipped {len(skipped)} path(s) that are not runs: {names}", err=True)
+    summaries = load_summaries(found)
     typer.echo(format_comparison(summaries, sort))
     if out:
         csv_path, md_path = write_comparison(summaries, out, sort)
@@ -501,7 +505,7 @@ def sweep(
     for run, summary in zip(runs, summaries):
         typer.echo(f"{run.name}: {summary.sweep_point}")
     typer.echo(format_comparison(summaries, "roc_auc"))
-    csv_path, md_path = write_comparison(summaries, runs[0].parent / f"sweep-{runs[0].name}", "roc_auc")
+    csv_path, md_path = write_comparison(summaries, runs[0].parent / "sweeps" / runs[0].name, "roc_auc")  # not a run folder
     typer.echo(f"wrote {csv_path} and {md_path}")
     if estimate:
         auc = estimate["metrics"]["roc_auc"]

@@ -267,6 +267,34 @@ def format_comparison(summaries: list[RunSummary], sort: str | None = None) -> s
     return "\n".join(lines)
 
 
+def is_run(path: Path) -> bool:
+    return (path / "summary.json").is_file()
+
+
+def find_runs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The run folders among ``paths`` (a run folder, or a folder of runs: its runs, one
+    level down), and what was skipped: files (a comparison's own CSV and markdown), folders
+    holding no run (a sweep's tables). So ``runs compare runs/*`` and ``runs compare runs``
+    keep working after compares and sweeps have written beside the runs."""
+    found, skipped = [], []
+    for given in map(Path, paths):
+        if is_run(given):
+            found.append(given)
+        elif given.is_dir():
+            inside = sorted(child for child in given.iterdir() if child.is_dir() and is_run(child))
+            found += inside
+            if not inside:
+                skipped.append(given)
+        elif given.exists():
+            skipped.append(given)
+        else:
+            raise RunError(f"{given} does not exist")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise RunError(f"no run folder (one with summary.json) among {', '.join(map(str, paths))}")
+    return unique, skipped
+
+
 def load_summaries(run_dirs: list[str | Path]) -> list[RunSummary]:
     return [RunSummary.read(run) for run in run_dirs]
 

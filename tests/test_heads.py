@@ -157,14 +157,23 @@ def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path)
                     "--set", f"train.out={tmp_path / 'runs'}", "--set", "train.bootstrap=0", "--set", "train.features=[embedding]", "--nested")
     runs = sorted(p for p in (tmp_path / "runs").glob("*-gbm-*") if p.is_dir())
     assert len(runs) == 2 and "nested estimate of the sweep's choice" in sweep.stdout
-    assert list((tmp_path / "runs").glob("sweep-*.csv"))
+    assert len(list((tmp_path / "runs" / "sweeps").glob("*.csv"))) == 1  # the sweep's table, in no run's place
     table = run_cli("runs", "compare", *map(str, runs), "--sort", "pr_auc", "--out", str(tmp_path / "cmp"))
     assert all(r.name in table.stdout for r in runs)
     csv_rows = (tmp_path / "cmp.csv").read_text().splitlines()
     assert len(csv_rows) == 3 and csv_rows[0].startswith("head,features,split,roc_auc")
     assert (tmp_path / "cmp.md").read_text().count("| gbm |") == 2
-    bad = run_cli("runs", "compare", str(tmp_path), check=False)
-    assert bad.returncode == 2 and "not a run folder" in bad.stderr
+    # the README's recipe, twice in a row: its own outputs and the sweep's folder are skipped
+    everything = sorted(str(p) for p in (tmp_path / "runs").iterdir())
+    for attempt in range(2):
+        again = run_cli("runs", "compare", *everything, "--out", str(tmp_path / "runs" / "compare"))
+        assert sorted((tmp_path / "runs" / "compare.csv").read_text().splitlines()[1:]) == sorted(csv_rows[1:])  # the same two runs
+        everything = sorted(str(p) for p in (tmp_path / "runs").iterdir())  # now with compare.csv and compare.md
+    assert "skipped 3 path(s) that are not runs" in again.stderr and "compare.csv" in again.stderr
+    folder = run_cli("runs", "compare", str(tmp_path / "runs"))  # a folder of runs
+    assert all(r.name in folder.stdout for r in runs)
+    bad = run_cli("runs", "compare", str(tmp_path), check=False)  # runs two levels down are not looked for
+    assert bad.returncode == 2 and "no run folder" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separable_store, tmp_path):

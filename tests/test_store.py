@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
+import warnings
 
 import numpy as np
 import polars as pl
@@ -15,6 +18,7 @@ from vidstore.store import (
     SCHEMA_VERSION,
     ArraySpec,
     FeatureStore,
+    Leases,
     ShardLayout,
     ShardWriter,
     StoreError,
@@ -343,3 +347,78 @@ def test_open_errors(tmp_path):
     writer.begin(0)
     with pytest.raises(ValueError, match="in order"):
         writer.add(RPV, RPV, None, "x")
+
+
+# -- a clean Zarr hierarchy, and store locations as URLs -------------------------------------
+
+
+def test_a_finished_store_opens_without_a_warning(tmp_path):
+    """Done markers and leases are Zarr groups: zarr (and so xarray) lists the whole store
+    without meeting a foreign file."""
+    store = make_store(tmp_path / "s.zarr")
+    fill(store, values_for(30))
+    leases = Leases(store.fs, store.root, timeout=60)
+    assert leases.acquire(1)
+    leases.close()  # taken and given back, as every extraction does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        members = dict(zarr.open_group(store.path, mode="r").members(max_depth=None))
+        marker = zarr.open_group(store.path, mode="r")["done/000001"].attrs.asdict()
+    assert {"done/000000", "done/000001", "done/000002", "leases", "s32/layer4"} <= set(members)
+    assert marker == store.markers()[1] and marker["frames_decoded"] == [100 + v for v in range(4, 8) for _ in range(RPV)]
+
+
+def test_a_schema_3_store_is_migrated_once_and_keeps_every_marker(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    fill(store, values_for(30), failed=(5,))
+    before = store.rows()
+    done = tmp_path / "s.zarr" / "done"
+    for folder in sorted(p for p in done.iterdir() if p.is_dir()):  # back to the layout of schema 3
+        attributes = json.loads((folder / "zarr.json").read_text())["attributes"]
+        (done / f"{folder.name}.json").write_text(json.dumps(attributes))
+        shutil.rmtree(folder)
+    (done / "zarr.json").unlink()
+    (done / "000002.lease").write_text("{}")
+    (done / "000009.json").write_text('{"shard": 9, "sta')  # a marker cut short by a kill: no marker, as before
+    zarr.open_group(store.path, mode="r+").attrs["schema_version"] = 3
+    with pytest.warns(UserWarning, match=r"3 done markers moved into the Zarr hierarchy \(schema 3 -> 4\)"):
+        migrated = FeatureStore.open(store.path)
+    assert migrated.rows().equals(before) and migrated.attrs["schema_version"] == SCHEMA_VERSION
+    assert sorted(p.name for p in done.iterdir()) == ["000000", "000001", "000002", "zarr.json"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only, and clean
+        assert FeatureStore.open(store.path).rows().equals(before)
+        dict(zarr.open_group(store.path, mode="r").members(max_depth=None))
+    assert validate_store(migrated).ok
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_train_and_validate_take_a_store_url(tmp_path, scheme):
+    """The same store at a path and at a URL (file://, or copied into memory://) gives the
+    same run: the location is a string end to end, never a Path."""
+    import fsspec
+    from typer.testing import CliRunner
+
+    from vidstore.cli import app
+
+    local = make_store(tmp_path / "s.zarr", n_videos=24)
+    truth = values_for(72)
+    truth[(32, "embedding")][:, 0] += np.repeat(np.arange(24) % 2, RPV) * 2  # something to learn
+    fill(local, truth)
+    if scheme == "file":
+        url = f"file://{tmp_path / 's.zarr'}"
+    else:
+        url = f"memory://{tmp_path.name}/s.zarr"
+        fsspec.filesystem("memory").put(str(tmp_path / "s.zarr"), f"/{tmp_path.name}/s.zarr", recursive=True)
+    sets = ["--set", "train.scale=32", "--set", "train.features=[embedding]", "--set", "train.bootstrap=0", "--set", "train.folds=3"]
+    runner = CliRunner()
+    checked = runner.invoke(app, ["store", "validate", url])
+    assert checked.exit_code == 0 and checked.output.strip().endswith("ok"), checked.output
+    oof = {}
+    for where in (local.path, url):
+        out = tmp_path / ("runs-url" if where == url else "runs-path")
+        result = runner.invoke(app, ["train", "logreg", "--store", where, "--out", str(out), *sets])
+        assert result.exit_code == 0, (result.output, result.exception)
+        (run,) = out.iterdir()
+        oof[where] = pl.read_parquet(run / "oof.parquet").sort("video_id")
+    assert oof[url].height == 24 and oof[url]["prob"].to_list() == oof[local.path]["prob"].to_list()
