@@ -179,7 +179,7 @@ def test_runs_compare_and_sweep_from_the_command_line(separable_store, tmp_path)
 def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separable_store, tmp_path):
     from vidstore.heads.model import ModelSpec
     from vidstore.heads.runs import RunSummary
-    from vidstore.store import ArtifactVersionError, StoreProvenance
+    from vidstore.store import SCHEMA_VERSION, ArtifactVersionError, StoreProvenance
 
     run_dir, summary = train_head("logreg", separable_store, config(tmp_path, "train.features=[embedding]", "train.inner_folds=0"))
     read = RunSummary.read(run_dir)
@@ -193,7 +193,7 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
         proc = run_cli("runs", "compare", str(run_dir), check=False)
         assert proc.returncode == 2 and needle in proc.stderr and str(run_dir) in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": 4})]:
+    for reader, data in [(ModelSpec.from_dict, {"version": 3}), (StoreProvenance.from_dict, {"schema_version": SCHEMA_VERSION + 1})]:
         with pytest.raises(ArtifactVersionError, match="this vidstore reads up to"):
             reader(data)
     # the run's copy of the store's provenance, and a model's spec, through the command line
