@@ -199,11 +199,11 @@ def test_artifacts_are_typed_and_a_newer_version_is_refused_in_one_line(separabl
     # the run's copy of the store's provenance, and a model's spec, through the command line
     (run_dir / "summary.json").write_text(json.dumps(saved))
     assert StoreProvenance.read(run_dir / "provenance.json", "run") == FeatureStore.open(str(separable_store)).provenance
-    (run_dir / "provenance.json").write_text(json.dumps({"version": 4}))
+    (run_dir / "provenance.json").write_text(json.dumps({"version": SCHEMA_VERSION + 1}))
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "model.yaml").write_text("version: 3\nhead: inception\n")
-    for folder, needle in [(run_dir, f"run {run_dir} (provenance.json) has format version 4; this vidstore reads up to 3: upgrade vidstore"),
+    for folder, needle in [(run_dir, f"run {run_dir} (provenance.json) has format version {SCHEMA_VERSION + 1}; this vidstore reads up to {SCHEMA_VERSION}: upgrade vidstore"),
                            (model_dir, f"model {model_dir} (model.yaml) has format version 3; this vidstore reads up to 2: upgrade vidstore")]:
         proc = run_cli("predict", str(folder), str(tmp_path), check=False)
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {needle}", proc.stderr

@@ -26,9 +26,15 @@ def installed(tmp_path_factory) -> dict:
     """The wheel built from this checkout, and it installed (without dependencies: this
     venv has them) into a site folder of its own."""
     root = tmp_path_factory.mktemp("install")
-    source = root / "source"  # a clean copy: an in-tree build would leave build/ in the checkout and reuse it
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "demo_out", "runs", "models",
-                                                                 "wheels", "__pycache__", ".pytest_cache", "*.zarr"))
+    source = root / "source"  # a copy of what git would commit: an in-tree build would leave build/ in the checkout
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode == 0:
+        for name in listed.stdout.splitlines():
+            if (ROOT / name).is_file():
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, source / name)
+    else:  # not a git checkout
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", "demo_out", "runs", "__pycache__"))
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(root / "wheels"), str(source)],
                            capture_output=True, text=True)

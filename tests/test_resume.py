@@ -61,9 +61,13 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
     proc.wait()
 
 
+def first_lease(store_path):  # the first shard's lease: the group leases/000000
+    return store_path / "leases" / "000000" / "zarr.json"
+
+
 def n_markers(store_path) -> int:
-    done = store_path / "done"
-    return len(list(done.glob("*.json"))) if done.is_dir() else 0
+    done = store_path / "done"  # a marker is the group done/<shard>
+    return len(list(done.glob("*/zarr.json"))) if done.is_dir() else 0
 
 
 @pytest.mark.parametrize(
@@ -76,9 +80,9 @@ def test_sigkill_then_restart_gives_the_same_store(data, tmp_path, point):
     ready = {
         "store being created": lambda: (store_path / "zarr.json").exists(),
         # the first shard's lease is taken: its videos are being decoded and computed
-        "first shard being computed": lambda: (store_path / "done" / "000000.lease").exists(),
+        "first shard being computed": lambda: first_lease(store_path).exists(),
         "between a shard's data and its marker": lambda: first_data.exists() and n_markers(store_path) == 0
-        and (store_path / "done" / "000000.lease").exists(),
+        and first_lease(store_path).exists(),
         "after 1 shard": lambda: n_markers(store_path) >= 1,
         "after 4 shards": lambda: n_markers(store_path) >= 4,
     }[point]
@@ -90,7 +94,7 @@ def test_sigkill_then_restart_gives_the_same_store(data, tmp_path, point):
     left = n_markers(store_path)
     assert left < 6
     if point in ("first shard being computed", "between a shard's data and its marker"):
-        assert left == 0 and (store_path / "done" / "000000.lease").exists()  # the killed process's lease stays behind
+        assert left == 0 and first_lease(store_path).exists()  # the killed process's lease stays behind
         if point == "between a shard's data and its marker":
             assert first_data.exists()
     again = subprocess.run(extract_cmd(data["samples"], store_path), capture_output=True, text=True)
