@@ -409,6 +409,10 @@ def finetune(
             f"fine-tuned {result['epochs_run']} epochs (best {result['best_epoch']}); hold-out ROC-AUC "
             f"{'n/a' if auc is None else f'{auc:.3f}'}, threshold {result['threshold']:.3f}; wrote {out}"
         )
+        for kind, entry in result.get("exports", {}).items():
+            diff = entry["max_abs_diff"]
+            typer.echo(f"  {entry['file']}: " + (entry["checked_with"] if diff is None else
+                                                  f"logits within {diff:.1e} of the eager model's ({entry['checked_with']})"))
 
 
 @app.command()
@@ -544,6 +548,7 @@ USER_ERRORS = {
     "vidstore.heads.splits": "SplitError",
     "vidstore.heads.runs": "RunError",
     "vidstore.heads.finetune": "FinetuneError",
+    "vidstore.heads.export": "ExportError",
     "vidstore.heads.predict": "PredictError",
     "vidstore.heads.pipeline": "PipelineError",
     "vidstore.store.artifacts": "ArtifactError",
