@@ -27,7 +27,7 @@ from vidstore.heads.export import TOLERANCE, ExportError, export_model, file_sha
 from vidstore.heads.finetune import Clips, Trainer, finetune, load_init
 from vidstore.heads.model import ModelSpec
 from vidstore.heads.zoo.inception import InceptionHead
-from vidstore.heads.predict import load_predictor, predict, predict_videos
+from vidstore.heads.predict import PredictError, load_predictor, predict, predict_videos
 from vidstore.heads.train import train_head
 from vidstore.store import FeatureStore
 
@@ -109,6 +109,7 @@ def exported(world, tmp_path_factory):
 def eager_logits(folder: Path, cfg, clips: torch.Tensor) -> torch.Tensor:
     """The logits of the model rebuilt from its eager weights (weights.pt)."""
     predictor = load_predictor(folder, cfg, device="cpu")
+    assert predictor.export is None
     with torch.no_grad():
         return predictor.model(clips)
 
@@ -285,6 +286,52 @@ def test_predict_batches_clips_across_videos_with_the_same_results(world, model_
     assert batched.drop("prob_fake").equals(by_video.drop("prob_fake"))
     ok = by_video["status"] == "ok"
     assert np.allclose(batched["prob_fake"].filter(ok).to_numpy(), by_video["prob_fake"].filter(ok).to_numpy(), atol=1e-5)
+
+
+def test_predict_with_an_export_gives_the_eager_model_s_probabilities(world, exported, tmp_path):
+    folder = exported["folder"]
+    paths = sorted((world["root"] / "data" / "videos").glob("*.mp4"))[:4]
+    # two clips a video (tta), three clips a pass: passes of 4 and 4 clips, batch sizes the export never saw
+    eager = predict_videos(load_predictor(folder, world["cfg"], tta=True), paths, workers=0, batch_size=3, progress=False)
+    assert (eager["status"] == "ok").all() and eager["prob_fake"].n_unique() == 4
+    for kind in ("pt2", "onnx"):
+        predictor = load_predictor(folder, world["cfg"], tta=True, use_export=kind)
+        assert predictor.export == kind
+        table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+        assert table.drop("prob_fake").equals(eager.drop("prob_fake"))
+        # a probability moves by at most a quarter of the logit's difference
+        assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4, kind
+    # a folder shipped without its eager weights scores with its checked pt2 export
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("model.yaml", "model.pt2"):
+        shutil.copy(folder / name, shipped / name)
+    predictor = load_predictor(shipped, world["cfg"], tta=True)
+    assert predictor.export == "pt2"
+    table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+    assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+
+
+def test_predict_use_export_from_the_command_line(world, model_dir, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in sorted((world["root"] / "data" / "videos").glob("*.mp4"))[4:7]:
+        shutil.copy(path, folder / path.name)
+    run_cli("predict", str(model_dir), str(folder), "--use-export", "pt2", "--workers", "0", "--out", str(tmp_path / "pt2.csv"))
+    exported = pl.read_csv(tmp_path / "pt2.csv")
+    eager = predict(model_dir, folder, world["cfg"], workers=0, progress=False)
+    assert exported["video_id"].to_list() == eager["video_id"].to_list() and (exported["status"] == "ok").all()
+    assert np.abs(exported["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+    # model_dir has the default export only (pt2): asking for onnx is a one-line error
+    bad = run_cli("predict", str(model_dir), str(folder), "--use-export", "onnx", "--workers", "0", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "has no onnx export" in bad.stderr
+    # an export file that is not the one checked is refused
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    shutil.copy(model_dir / "model.yaml", tampered / "model.yaml")
+    (tampered / "model.pt2").write_bytes(b"not the checked export")
+    with pytest.raises(PredictError, match="sha256 differs"):
+        load_predictor(tampered, world["cfg"], use_export="pt2")
 
 
 def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):
