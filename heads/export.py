@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,9 +70,13 @@ def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
-    # external_data=False: one file (the weights inside), as long as the model is under 2 GB
-    torch.onnx.export(model, (example,), str(path), input_names=["clips"], output_names=["logits"],
-                      dynamic_shapes={"clips": {0: batch}}, dynamo=True, external_data=False, verbose=False)
+    with warnings.catch_warnings():
+        # torch 2.13's exporter deep-copies its own pytree specs, which warns about a deprecation
+        # inside torch (2.14 does not); nothing the caller uses or could change
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+        # external_data=False: one file (the weights inside), as long as the model is under 2 GB
+        torch.onnx.export(model, (example,), str(path), input_names=["clips"], output_names=["logits"],
+                          dynamic_shapes={"clips": {0: batch}}, dynamo=True, external_data=False, verbose=False)
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
