@@ -96,9 +96,9 @@ def export_to_use(folder: Path, spec: ModelSpec, use_export: str | None) -> str 
     if use_export is None:
         if (folder / spec.weights["file"]).is_file():
             return None
-        found = [kind for kind in ("pt2", "onnx") if kind in spec.exports]
+        found = [kind for kind in ("pt2", "onnx") if kind in spec.exports and (folder / spec.exports[kind]["file"]).is_file()]
         if not found:
-            raise PredictError(f"model {folder} has neither its weights ({spec.weights['file']}) nor a pt2 or onnx export")
+            raise PredictError(f"model {folder} has neither its weights ({spec.weights['file']}) nor the file of a pt2 or onnx export")
         return found[0]
     if use_export not in ("pt2", "onnx"):
         raise PredictError(f"--use-export {use_export}: choose pt2 or onnx")

@@ -310,6 +310,13 @@ def test_predict_with_an_export_gives_the_eager_model_s_probabilities(world, exp
     assert predictor.export == "pt2"
     table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
     assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+    # ... or with its ONNX one when that is the export it ships
+    (shipped / "model.pt2").unlink()
+    shutil.copy(folder / "model.onnx", shipped / "model.onnx")
+    predictor = load_predictor(shipped, world["cfg"], tta=True)
+    assert predictor.export == "onnx"
+    table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+    assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
 
 
 def test_predict_use_export_from_the_command_line(world, model_dir, tmp_path):
