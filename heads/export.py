@@ -138,7 +138,7 @@ def export_model(model: nn.Module, frames: int, scale: int, out: Path, kinds: li
                 WRITERS[kind](model, example, path)
             except Exception as err:
                 line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                raise ExportError(f"the {kind} export of the model failed ({type(err).__name__}: {line})") from None
+                raise ExportError(f"the {kind} export of the model failed ({type(err).__name__}: {line})") from err
         entry = {"file": path.name, "sha256": file_sha256(path), "max_abs_diff": None, "checked_with": _checker(kind),
                  "fresh_batches": list(FRESH_BATCHES), "tolerance": TOLERANCE}
         if entry["checked_with"] is None:
@@ -150,6 +150,6 @@ def export_model(model: nn.Module, frames: int, scale: int, out: Path, kinds: li
             entry["max_abs_diff"] = max(diffs)
             if not entry["max_abs_diff"] <= TOLERANCE:  # NaN fails too
                 raise ExportError(f"the {kind} export ({path}) gives logits {entry['max_abs_diff']:.2e} away from the eager model's "
-                                  f"on fresh clips (tolerance {TOLERANCE:g}); it is not listed in model.yaml, weights.pt is")
+                                  f"on fresh clips (tolerance {TOLERANCE:g}); model.yaml does not list it")
         done[kind] = entry
     return done
