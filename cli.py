@@ -12,7 +12,7 @@
     python cli.py sweep HEAD --store STORE --grid configs/sweeps/gbm.yaml [--nested]
     python cli.py config show [-c FILE] [--set key=value]   # the resolved config
     python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
-    python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta]
+    python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta] [--use-export pt2|onnx]
     python cli.py evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
 
 HEAD is any registered head (``train --help`` lists them): gbm, logreg, inception, or one
@@ -409,6 +409,10 @@ def finetune(
             f"fine-tuned {result['epochs_run']} epochs (best {result['best_epoch']}); hold-out ROC-AUC "
             f"{'n/a' if auc is None else f'{auc:.3f}'}, threshold {result['threshold']:.3f}; wrote {out}"
         )
+        for kind, entry in result.get("exports", {}).items():
+            diff = entry["max_abs_diff"]
+            typer.echo(f"  {entry['file']}: " + (entry["checked_with"] if diff is None else
+                                                  f"logits within {diff:.1e} of the eager model's ({entry['checked_with']})"))
 
 
 @app.command()
@@ -423,6 +427,9 @@ def predict(
     batch_size: int = typer.Option(32, help="clips per forward pass, gathered across videos"),
     samples: Optional[Path] = typer.Option(None, help="samples table naming the videos' ids (variants are seeded by id; default: the path relative to the folder given, as in index)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    use_export: Optional[str] = typer.Option(
+        None, help="pt2 or onnx: score a model folder with that export of it (default: weights.pt, or an export where it is absent)"
+    ),
     head_module: list[Path] = HEAD_MODULE_OPTION,
 ) -> None:
     """Probability of fake for each video: path, video_id, prob_fake, pred_label (fake at or above the threshold), n_clips, status, reason."""
@@ -432,7 +439,7 @@ def predict(
 
     _load_head_modules(head_module)
     table = run_predict(model, target, _config(config, overrides), tta=tta, workers=workers, batch_size=batch_size, samples=samples,
-                        device=device)
+                        device=device, use_export=use_export)
     with pl.Config(tbl_rows=50, tbl_width_chars=160, fmt_str_lengths=60):
         typer.echo(table.select("video_id", "prob_fake", "pred_label", "n_clips", "status", "reason"))
     if out:
@@ -548,6 +555,7 @@ USER_ERRORS = {
     "vidstore.heads.splits": "SplitError",
     "vidstore.heads.runs": "RunError",
     "vidstore.heads.finetune": "FinetuneError",
+    "vidstore.heads.export": "ExportError",
     "vidstore.heads.predict": "PredictError",
     "vidstore.heads.pipeline": "PipelineError",
     "vidstore.store.artifacts": "ArtifactError",

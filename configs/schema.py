@@ -245,7 +245,11 @@ class FinetuneConfig(_Strict):
     num_workers: int = Field(2, ge=0)
     seed: int = 0
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
-    export: list[Literal["torchscript", "onnx"]] = Field(default_factory=list, description="exports checked against the eager model")
+    export: list[Literal["pt2", "onnx", "torchscript"]] = Field(
+        default_factory=lambda: ["pt2"],
+        description="exports, each loaded back and checked against the eager model (pt2: torch.export; onnx needs onnxscript; "
+                    "torchscript is deprecated by torch)",
+    )
 
 
 class DemoConfig(_Strict):

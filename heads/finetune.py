@@ -43,6 +43,7 @@ from vidstore.extract.job import read_samples
 from vidstore.extract.video import VideoError, decode_clip
 from vidstore.extract.workers import decode_in_workers
 from vidstore.features.device import pick_device
+from vidstore.heads.export import export_model, require_exporters
 from vidstore.heads.metrics import binary_metrics, choose_threshold, log_loss
 from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
@@ -190,6 +191,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        require_exporters(self.f.export)
         self.init = load_init(init_path)
         self.table = read_samples(samples)
         self.samples_path = str(Path(samples).resolve())  # recorded: evaluate leaves these videos out of a test set
@@ -402,7 +404,8 @@ class Trainer:
     # -- the artifact ----------------------------------------------------------------------
 
     def write_artifact(self) -> dict:
-        """weights.pt, model.yaml (with the hold-out's threshold and metrics), history.jsonl, exports."""
+        """weights.pt, model.yaml (with the hold-out's threshold and metrics), history.jsonl, and the
+        exports of ``finetune.export`` (heads/export.py), each checked and listed in model.yaml."""
         self.out.mkdir(parents=True, exist_ok=True)
         threshold, metrics = 0.5, None
         if self.final is not None:
@@ -434,46 +437,15 @@ class Trainer:
             weights={"file": "weights.pt", "sha256": digest},
             provenance=self.init.provenance,
         )
-        spec = dataclasses.replace(spec, exports=export_model(self.model.eval(), spec, self.out, self.f.export))
-        spec.write(self.out)
+        spec.write(self.out)  # first without exports: a failed export leaves a usable eager model
         with open(self.out / "history.jsonl", "w") as handle:
             for record in self.state["history"]:
                 handle.write(json.dumps(json_safe(record)) + "\n")
+        exports = export_model(self.model.eval(), int(spec.clip["frames"]), spec.scale, self.out, self.f.export, self.f.seed)
+        if exports:
+            spec = dataclasses.replace(spec, exports=exports)
+            spec.write(self.out)
         return {"threshold": threshold, "holdout": metrics, "exports": spec.exports}
-
-
-def export_model(model: VideoClassifier, spec: ModelSpec, out: Path, kinds: list[str]) -> dict:
-    """TorchScript and/or ONNX copies, each checked against the eager model on a random clip."""
-    if not kinds:
-        return {}
-    example = torch.randn(2, 3, spec.clip["frames"], spec.scale, spec.scale)
-    model = model.cpu().eval()
-    with torch.inference_mode():
-        expected = model(example)
-    done = {}
-    if "torchscript" in kinds:
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example)
-            traced.save(str(out / "model.ts"))
-            got = torch.jit.load(str(out / "model.ts"))(example)
-        done["torchscript"] = {"file": "model.ts", "max_abs_diff": float((got - expected).abs().max())}
-    if "onnx" in kinds:
-        torch.onnx.export(model, (example,), str(out / "model.onnx"), input_names=["clips"], output_names=["logits"],
-                          dynamic_axes={"clips": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
-        entry = {"file": "model.onnx"}
-        try:
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-            got = session.run(None, {"clips": example.numpy()})[0]
-            entry["max_abs_diff"] = float(np.abs(got - expected.numpy()).max())
-        except ImportError:
-            entry["max_abs_diff"] = None  # onnxruntime is not installed: not checked
-        done["onnx"] = entry
-    for kind, entry in done.items():
-        if entry["max_abs_diff"] is not None and entry["max_abs_diff"] > 1e-3:
-            raise FinetuneError(f"the {kind} export differs from the eager model by {entry['max_abs_diff']:.2e}")
-    return done
 
 
 def finetune(samples: str | Path, init: str | Path, out: str | Path, cfg: Config, resume: bool = False,

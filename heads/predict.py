@@ -1,7 +1,9 @@
 """``predict MODEL VIDEO_OR_DIR``: probability of "fake" for new videos.
 
 MODEL is either a fine-tuned model (``models/NAME``, from ``finetune``) or a head run
-(``runs/<id>``, from ``train``). A head run needs the new videos' features: the run's
+(``runs/<id>``, from ``train``). A model runs its eager weights (``weights.pt``), or, with
+``--use-export pt2|onnx`` or in a folder without weights.pt, the checked export that
+model.yaml lists (heads/export.py); the clips are made the same way. A head run needs the new videos' features: the run's
 provenance rebuilds the store's backbone, taps, clip pipeline and handcrafted statistics,
 and the run's fold models (and their calibrations) each score the video; their mean is
 the probability, called fake above the mean of the folds' thresholds. Features are
@@ -21,6 +23,7 @@ them, gets status failed, its reason, and no probability).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -87,22 +90,58 @@ class _Prepare:
             return {"reason": unexpected_reason(err)}
 
 
-class ModelPredictor:
-    """A fine-tuned VideoClassifier artifact."""
+def export_to_use(folder: Path, spec: ModelSpec, use_export: str | None) -> str | None:
+    """The export a model folder is scored with: the one asked for, else none (the eager
+    weights), else, in a folder without weights.pt, its checked pt2 or onnx export."""
+    if use_export is None:
+        if (folder / spec.weights["file"]).is_file():
+            return None
+        found = [kind for kind in ("pt2", "onnx") if kind in spec.exports and (folder / spec.exports[kind]["file"]).is_file()]
+        if not found:
+            raise PredictError(f"model {folder} has neither its weights ({spec.weights['file']}) nor the file of a pt2 or onnx export")
+        return found[0]
+    if use_export not in ("pt2", "onnx"):
+        raise PredictError(f"--use-export {use_export}: choose pt2 or onnx")
+    if use_export not in spec.exports:
+        raise PredictError(f"model {folder} has no {use_export} export in {MODEL_SPEC} (fine-tune with --set finetune.export=[{use_export}])")
+    return use_export
 
-    def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device, video_ids: dict[str, str] | None = None):
+
+class ModelPredictor:
+    """A fine-tuned VideoClassifier artifact: its eager weights, or one of its exports
+    (``use_export``, see ``export_to_use``) with the same preprocessing."""
+
+    def __init__(self, folder: Path, cfg: Config, tta: bool, device: torch.device, video_ids: dict[str, str] | None = None,
+                 use_export: str | None = None):
         spec = ModelSpec.read(folder)
         self.spec, self.tta, self.device, self.video_ids = spec, tta, device, video_ids or {}
-        head = head_class(spec.head).build_module(spec.head_args)
-        self.model = VideoClassifier(backbone_of(spec.provenance, cfg.backbone), spec.tap, head)
-        self.model.load_state_dict(load_torch_file(folder / "weights.pt", what="model weights file"))
-        self.model.to(device).eval()
+        self.export = export_to_use(folder, spec, use_export)
+        if self.export is None:
+            head = head_class(spec.head).build_module(spec.head_args)
+            self.model = VideoClassifier(backbone_of(spec.provenance, cfg.backbone), spec.tap, head)
+            self.model.load_state_dict(load_torch_file(folder / spec.weights["file"], what="model weights file"))
+            self.model.to(device).eval()
+        else:
+            self.model = self._load_export(folder, spec.exports[self.export])
         self.clip = clip_config_of(spec.provenance)
         self.scale = spec.scale
         self.policy = augment_config_of(spec.provenance)
         self.threshold = float(spec.threshold)
         self.limits = cfg.extract
         self.forward_passes = 0
+
+    def _load_export(self, folder: Path, entry: dict):
+        """The export's file, if it is the one model.yaml recorded and checked."""
+        from vidstore.heads.export import file_sha256, load_export
+
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise PredictError(f"the {self.export} export {path} is missing (model.yaml lists it)")
+        if file_sha256(path) != entry["sha256"]:
+            raise PredictError(f"{path} is not the {self.export} export model.yaml recorded (sha256 differs): export the model again")
+        if self.export == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+            raise PredictError("--use-export onnx needs onnxruntime (pip install onnxruntime)")
+        return load_export(path, self.export, self.device)
 
     def prepare(self, path: Path, video_id: str) -> dict:
         x = self.limits
@@ -202,21 +241,25 @@ def _per_video(per_clip: np.ndarray, sizes: list[int]) -> list[tuple[float, int]
     return [(float(part.mean()), n) for part, n in zip(np.split(per_clip, np.cumsum(sizes)[:-1]), sizes)]
 
 
-def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto", samples: str | Path | None = None):
+def load_predictor(model: str | Path, cfg: Config, tta: bool = False, device: str = "auto", samples: str | Path | None = None,
+                   use_export: str | None = None):
+    """``use_export`` (pt2 or onnx): score a model folder with that export of it."""
     folder = Path(model)
     dev = pick_device(device)
     video_ids = read_video_ids(samples)
     if (folder / MODEL_SPEC).is_file():
-        return ModelPredictor(folder, cfg, tta, dev, video_ids)
+        return ModelPredictor(folder, cfg, tta, dev, video_ids, use_export)
     if (folder / "summary.json").is_file():
+        if use_export is not None:
+            raise PredictError(f"--use-export is for a model folder (finetune); {folder} is a head run")
         return RunPredictor(folder, cfg, tta, dev, video_ids)
     raise PredictError(f"{folder} is neither a model folder (model.yaml) nor a run folder (summary.json)")
 
 
 def predict(model: str | Path, target: str | Path, cfg: Config, *, tta: bool = False, workers: int = 2, batch_size: int = 32,
-            progress: bool = True, samples: str | Path | None = None, device: str = "auto") -> pl.DataFrame:
-    return predict_videos(load_predictor(model, cfg, tta, device, samples), list_videos(target), workers=workers, batch_size=batch_size,
-                          progress=progress, cfg=cfg)
+            progress: bool = True, samples: str | Path | None = None, device: str = "auto", use_export: str | None = None) -> pl.DataFrame:
+    return predict_videos(load_predictor(model, cfg, tta, device, samples, use_export), list_videos(target), workers=workers,
+                          batch_size=batch_size, progress=progress, cfg=cfg)
 
 
 def predict_videos(predictor, entries: list, *, workers: int = 2, batch_size: int = 32, progress: bool = True,

@@ -3,12 +3,14 @@ predict with a fine-tuned model and with head runs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,12 @@ import yaml
 from conftest import ROOT, SHARED_VIDEOS, TINY, indexed_demo, run_cli
 from vidstore.configs import load_config
 from vidstore.extract.job import run_extract
+from vidstore.heads.export import FILES as EXPORT_FILES
+from vidstore.heads.export import TOLERANCE, ExportError, export_model, file_sha256
 from vidstore.heads.finetune import Clips, Trainer, finetune, load_init
 from vidstore.heads.model import ModelSpec
 from vidstore.heads.zoo.inception import InceptionHead
-from vidstore.heads.predict import load_predictor, predict, predict_videos
+from vidstore.heads.predict import PredictError, load_predictor, predict, predict_videos
 from vidstore.heads.train import train_head
 from vidstore.store import FeatureStore
 
@@ -91,24 +95,115 @@ def test_training_clips_draw_reproducible_augmentations_per_epoch(world):
     assert not torch.equal(a[0][0], b[0][0])
 
 
-def test_finetune_writes_the_artifact_and_exports_match(world, tmp_path):
-    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.export=[torchscript,onnx]"])
-    result = finetune(world["samples"], world["inception"], tmp_path / "model", cfg, inject_oom_steps=[1])
-    assert result["status"] == "done"
-    spec = yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())
+@pytest.fixture(scope="module")
+def exported(world, tmp_path_factory):
+    """A fine-tuned model folder with every export (each checked when written)."""
+    if importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("the dynamo ONNX exporter needs onnxscript (pip install -e '.[dev]')")
+    out = tmp_path_factory.mktemp("exported") / "model"
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.export=[pt2,onnx,torchscript]"])
+    result = finetune(world["samples"], world["inception"], out, cfg, inject_oom_steps=[1])
+    return {"folder": out, "result": result}
+
+
+def eager_logits(folder: Path, cfg, clips: torch.Tensor) -> torch.Tensor:
+    """The logits of the model rebuilt from its eager weights (weights.pt)."""
+    predictor = load_predictor(folder, cfg, device="cpu")
+    assert predictor.export is None
+    with torch.no_grad():
+        return predictor.model(clips)
+
+
+def test_finetune_writes_the_artifact_and_checked_exports(world, exported):
+    folder = exported["folder"]
+    assert exported["result"]["status"] == "done"
+    spec = yaml.safe_load((folder / "model.yaml").read_text())
     assert spec["version"] == 2 and spec["tap"] == "layer4" and spec["head"] == "inception"
-    assert ModelSpec.read(tmp_path / "model").head_args == load_init(world["inception"]).head_args
+    assert ModelSpec.read(folder).head_args == load_init(world["inception"]).head_args
     assert spec["clip"]["frames"] == 4 and spec["clip"]["scale"] == 32 and 0 < spec["threshold"] < 1
     assert spec["training"]["init"]["run"] == str(world["inception"]) and spec["metrics"]["holdout"]["roc_auc"] is not None
     # the simulated out-of-memory at step 1 halved the micro-batch and training went on
     assert spec["training"]["oom_events"] == [{"step": 1, "micro_batch": 2, "error": "SimulatedOOM"}]
     assert spec["training"]["epochs_run"] == 2
-    for kind in ("torchscript", "onnx"):
-        assert spec["exports"][kind]["max_abs_diff"] < 1e-4, spec["exports"]
-    state = torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
+    state = torch.load(folder / "weights.pt", weights_only=True)
     assert "head.linear.weight" in state and "taps.backbone.layer4.0.conv1.0.weight" in state
-    scripted = torch.jit.load(str(tmp_path / "model" / "model.ts"))
-    assert scripted(torch.randn(1, 3, 4, 32, 32)).shape == (1,)
+    assert list(spec["exports"]) == ["pt2", "onnx", "torchscript"]
+    for kind, entry in spec["exports"].items():
+        assert entry["file"] == EXPORT_FILES[kind] and entry["sha256"] == file_sha256(folder / entry["file"])
+        assert entry["fresh_batches"] == [1, 3] and entry["tolerance"] == TOLERANCE
+        assert entry["max_abs_diff"] is not None and entry["max_abs_diff"] <= TOLERANCE, entry
+    assert spec["exports"]["onnx"]["checked_with"].startswith("onnxruntime ")
+    assert spec["exports"]["pt2"]["checked_with"] == f"torch {torch.__version__}"
+
+
+# Loads every export as someone without vidstore would (importing it fails) and writes the
+# logits of the batch it is given.
+LOAD_WITHOUT_VIDSTORE = """
+import sys
+sys.modules["vidstore"] = None  # any import of this project fails
+import numpy as np, onnxruntime, torch
+folder, batch, out = sys.argv[1:]
+clips = torch.from_numpy(np.load(batch))
+with torch.no_grad():
+    logits = {
+        "pt2": torch.export.load(f"{folder}/model.pt2").module()(clips).numpy(),
+        "onnx": onnxruntime.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"]).run(None, {"clips": clips.numpy()})[0],
+        "torchscript": torch.jit.load(f"{folder}/model.ts")(clips).numpy(),
+    }
+np.savez(out, **logits)
+"""
+
+
+def test_each_export_loads_without_vidstore_and_gives_the_eager_logits_on_a_fresh_batch(world, exported, tmp_path):
+    folder = exported["folder"]
+    fresh = torch.randn(5, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1234)) * 1.5 + 0.2  # not the check's batches
+    np.save(tmp_path / "batch.npy", fresh.numpy())
+    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_VIDSTORE, str(folder), str(tmp_path / "batch.npy"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = eager_logits(folder, world["cfg"], fresh).numpy()
+    assert expected.shape == (5,) and expected.std() > 1e-3  # the clips get different logits: the comparison means something
+    got = np.load(tmp_path / "out.npz")
+    for kind in ("pt2", "onnx", "torchscript"):
+        assert got[kind].shape == (5,)
+        assert np.abs(got[kind] - expected).max() <= TOLERANCE, (kind, np.abs(got[kind] - expected).max())
+
+
+def test_pt2_and_onnx_exports_warn_nothing(world, model_dir, tmp_path):
+    pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
+    model = load_predictor(model_dir, world["cfg"], device="cpu").model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a FutureWarning, DeprecationWarning or any other fails the test
+        done = export_model(model, 4, 32, tmp_path, ["pt2", "onnx"])
+    assert sorted(done) == ["onnx", "pt2"] and all(e["max_abs_diff"] <= TOLERANCE for e in done.values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(model, 4, 32, tmp_path, ["torchscript"])
+    # TorchScript, on request only, still warns that torch deprecates it, and only that
+    assert caught and all(issubclass(w.category, (FutureWarning, DeprecationWarning)) and "torch.jit" in str(w.message) for w in caught)
+
+
+class CallCounting(torch.nn.Module):
+    """Its output depends on how often it was called: torch.export records the count of the
+    moment it traced, the eager model goes on counting."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return clips.mean(dim=(1, 2, 3, 4)) + self.calls
+
+
+def test_an_export_that_differs_from_the_eager_model_fails_in_one_line(tmp_path):
+    from cli import is_user_error
+
+    with pytest.raises(ExportError) as err:
+        export_model(CallCounting(), 2, 8, tmp_path, ["pt2"])
+    message = str(err.value)
+    assert "pt2 export" in message and f"tolerance {TOLERANCE:g}" in message and "\n" not in message
+    assert is_user_error(err.value)  # the CLI prints it as one line
 
 
 def finetune_cmd(world, out, *extra):
@@ -191,6 +286,59 @@ def test_predict_batches_clips_across_videos_with_the_same_results(world, model_
     assert batched.drop("prob_fake").equals(by_video.drop("prob_fake"))
     ok = by_video["status"] == "ok"
     assert np.allclose(batched["prob_fake"].filter(ok).to_numpy(), by_video["prob_fake"].filter(ok).to_numpy(), atol=1e-5)
+
+
+def test_predict_with_an_export_gives_the_eager_model_s_probabilities(world, exported, tmp_path):
+    folder = exported["folder"]
+    paths = sorted((world["root"] / "data" / "videos").glob("*.mp4"))[:4]
+    # two clips a video (tta), three clips a pass: passes of 4 and 4 clips, batch sizes the export never saw
+    eager = predict_videos(load_predictor(folder, world["cfg"], tta=True), paths, workers=0, batch_size=3, progress=False)
+    assert (eager["status"] == "ok").all() and eager["prob_fake"].n_unique() == 4
+    for kind in ("pt2", "onnx"):
+        predictor = load_predictor(folder, world["cfg"], tta=True, use_export=kind)
+        assert predictor.export == kind
+        table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+        assert table.drop("prob_fake").equals(eager.drop("prob_fake"))
+        # a probability moves by at most a quarter of the logit's difference
+        assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4, kind
+    # a folder shipped without its eager weights scores with its checked pt2 export
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("model.yaml", "model.pt2"):
+        shutil.copy(folder / name, shipped / name)
+    predictor = load_predictor(shipped, world["cfg"], tta=True)
+    assert predictor.export == "pt2"
+    table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+    assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+    # ... or with its ONNX one when that is the export it ships
+    (shipped / "model.pt2").unlink()
+    shutil.copy(folder / "model.onnx", shipped / "model.onnx")
+    predictor = load_predictor(shipped, world["cfg"], tta=True)
+    assert predictor.export == "onnx"
+    table = predict_videos(predictor, paths, workers=0, batch_size=3, progress=False)
+    assert np.abs(table["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+
+
+def test_predict_use_export_from_the_command_line(world, model_dir, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in sorted((world["root"] / "data" / "videos").glob("*.mp4"))[4:7]:
+        shutil.copy(path, folder / path.name)
+    run_cli("predict", str(model_dir), str(folder), "--use-export", "pt2", "--workers", "0", "--out", str(tmp_path / "pt2.csv"))
+    exported = pl.read_csv(tmp_path / "pt2.csv")
+    eager = predict(model_dir, folder, world["cfg"], workers=0, progress=False)
+    assert exported["video_id"].to_list() == eager["video_id"].to_list() and (exported["status"] == "ok").all()
+    assert np.abs(exported["prob_fake"].to_numpy() - eager["prob_fake"].to_numpy()).max() <= TOLERANCE / 4
+    # model_dir has the default export only (pt2): asking for onnx is a one-line error
+    bad = run_cli("predict", str(model_dir), str(folder), "--use-export", "onnx", "--workers", "0", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "has no onnx export" in bad.stderr
+    # an export file that is not the one checked is refused
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    shutil.copy(model_dir / "model.yaml", tampered / "model.yaml")
+    (tampered / "model.pt2").write_bytes(b"not the checked export")
+    with pytest.raises(PredictError, match="sha256 differs"):
+        load_predictor(tampered, world["cfg"], use_export="pt2")
 
 
 def test_predict_from_the_command_line_on_the_real_videos(model_dir, tmp_path):

@@ -381,3 +381,27 @@ def test_map_batches_are_the_stored_maps_in_ram_or_streamed(separable_store):
         assert sorted(seen) == sorted(positions.tolist())
         for p, values in seen.items():
             assert np.array_equal(values, stored[rows["row"][p]])
+
+
+def test_same_conv_exports_its_narrowed_kernel_and_traces_the_full_one_without_warnings():
+    """torch.export records the narrowed kernel from the map's fixed (t, h, w); the TorchScript
+    tracer, which cannot follow sizes, runs the full kernel: both give the eager output."""
+    import warnings
+
+    from vidstore.heads.zoo.inception import SameConv3d
+
+    torch.manual_seed(0)
+    conv = SameConv3d(6, 5, 5, padding=2).eval()
+    maps, other = torch.randn(2, 6, 2, 3, 3), torch.randn(4, 6, 2, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = torch.export.export(conv, (maps,), dynamic_shapes={"maps": {0: torch.export.Dim("batch", min=1)}})
+    kernels = [n.args[1].meta["val"].shape for n in program.graph.nodes if n.op == "call_function" and "conv" in str(n.target)]
+    assert kernels == [(5, 6, 3, 5, 5)]  # t=2: the outer two temporal taps are left out
+    with torch.no_grad():
+        assert torch.allclose(program.module()(other), conv(other), atol=1e-6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace itself is deprecated
+            traced = torch.jit.trace(conv, maps)
+        assert torch.allclose(traced(other), conv(other), atol=1e-5)

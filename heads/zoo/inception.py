@@ -84,11 +84,18 @@ class SameConv3d(nn.Conv3d):
     """A stride-1 convolution padded to keep (t, h, w) that leaves out the kernel taps which,
     on a map this small, only ever meet the zero padding (on layer4's t=2, the outer two of
     a 5-tap kernel): the same output for less arithmetic. The weights keep their full size;
-    the taps left out had a gradient of exactly 0 anyway."""
+    the taps left out had a gradient of exactly 0 anyway.
+
+    ``torch.export`` and the dynamo ONNX exporter see (t, h, w) as fixed numbers and record
+    the narrowed kernel. The TorchScript tracer records sizes as tensors, so the choice
+    would be baked in with a TracerWarning: there the full kernel runs (the same result,
+    the left-out taps multiply only zeros)."""
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():
+            return super().forward(maps)
         reach = [min(pad, size - 1) for pad, size in zip(self.padding, maps.shape[2:])]
-        if reach == list(self.padding) or torch.onnx.is_in_onnx_export():  # ONNX needs a kernel of known shape
+        if reach == list(self.padding):
             return super().forward(maps)
         taps = tuple(slice(pad - r, pad + r + 1) for pad, r in zip(self.padding, reach))
         return F.conv3d(maps, self.weight[(slice(None), slice(None), *taps)], self.bias, padding=reach)
