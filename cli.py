@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -81,8 +81,29 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    progress: Optional[Literal["auto", "bar", "lines", "off"]] = typer.Option(
+        None, "--progress", envvar="VIDSTORE_PROGRESS",
+        help="auto: a bar on a terminal, else a plain line every --progress-every seconds (logs, SLURM); bar; lines; off "
+             "[default: auto, off with -q]",
+    ),
+    progress_every: float = typer.Option(30.0, "--progress-every", min=0, envvar="VIDSTORE_PROGRESS_EVERY",
+                                         help="seconds between two progress lines (lines mode); a last line always ends a loop"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also debug lines: every epoch of a head, fold sizes, per-fit summaries"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the command's results (stdout)"),
 ) -> None:
-    """vidstore: a video feature store with lightweight heads, for telling real videos from fake."""
+    """vidstore: a video feature store with lightweight heads, for telling real videos from fake.
+
+    Results go to stdout; progress and log lines to stderr. Options before the command:
+    ``vidstore -q --progress lines extract ...``.
+    """
+    import logging
+
+    from vidstore.extract.progress import configure_progress, setup_logging
+
+    if verbose and quiet:
+        raise typer.BadParameter("-v and -q exclude each other", param_hint="-v/-q")
+    setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    configure_progress(progress or ("off" if quiet else "auto"), progress_every)
 
 
 def _load_head_modules(paths: list[Path]) -> None:
@@ -168,7 +189,7 @@ def demo(
         _make_demo_data(data_dir, d)
 
     typer.echo(f"[2/4] index -> {samples}")
-    table, summary = build_index([data_dir])
+    table, summary = build_index([data_dir], progress=True)
     write_index(table, samples)
     for line in summary.lines():
         typer.echo("      " + line)
