@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -40,6 +41,7 @@ from vidstore.configs import Config
 from vidstore.extract.augment import draw_variant, variant_rng
 from vidstore.extract.clips import make_variant
 from vidstore.extract.job import read_samples
+from vidstore.extract.progress import progress
 from vidstore.extract.video import VideoError, decode_clip
 from vidstore.extract.workers import decode_in_workers
 from vidstore.features.device import pick_device
@@ -48,11 +50,13 @@ from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_fr
 from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
 from vidstore.heads.registry import head_class
 from vidstore.heads.runs import RunSummary, json_safe
-from vidstore.heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
+from vidstore.heads.training import EarlyStopping, balanced_resample, epoch_line, grouped_holdout, warmup_cosine, weighted_bce
 from vidstore.store import StoreProvenance
 from vidstore.store.artifacts import load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
+
+log = logging.getLogger(__name__)
 
 
 class FinetuneError(ValueError):
@@ -364,7 +368,9 @@ class Trainer:
             keep_frozen_bn_in_eval(self.model, f.freeze_bn)
             losses = []
             started = time.perf_counter()
-            for batch in self._loader(batches, dataset, epoch):
+            steps = progress(self._loader(batches, dataset, epoch), f"finetune epoch {epoch}/{f.epochs}", "step", total=len(batches),
+                             show=self.rank == 0)
+            for batch in steps:
                 self.state["step_in_epoch"] += 1  # counts batches consumed, so a resume skips exactly these
                 if batch is None:
                     continue  # every video of the batch failed to decode
@@ -384,6 +390,8 @@ class Trainer:
                     self.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.update(self.stopping.state())
             self.state["history"].append(record)
+            if self.rank == 0:  # an epoch here is a pass of the backbone over every video: each line is worth reading
+                log.info(epoch_line("finetune", record, f.epochs, time.perf_counter() - started))
             self.state["epoch"] += 1
             self.state["step_in_epoch"] = 0
             self.save_checkpoint()

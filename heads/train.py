@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from vidstore.heads.runs import RunSummary, new_run_dir, write_run
 from vidstore.store import FeatureStore
 
 __all__ = ["HeadError", "load_head_data", "make_head", "run_head", "train_head"]
+
+log = logging.getLogger(__name__)
 
 
 def load_head_data(head: str, store: FeatureStore, cfg: Config) -> HeadTable:
@@ -98,6 +101,7 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     head_class(head)  # an unknown head fails before the store is read
     started = time.perf_counter()
     data = data or load_head_data(head, FeatureStore.open(str(store_path)), cfg)
+    log.info(f"train {head}: {data.rows.height} rows of {data.rows['video_id'].n_unique()} videos, {cfg.train.folds}-fold {split} split")
     fitted_head, result = run_head(head, data, cfg, split)
     summary = summarise(fitted_head, data, result, cfg, split, time.perf_counter() - started)
     run_dir = new_run_dir(cfg.train.out, head)
