@@ -171,6 +171,10 @@ def demo(
 
     _load_head_modules(head_module)
     cfg = _config(config, overrides, [f"train.out={out / 'runs'}"])
+    if cfg.train.tensorboard:
+        from vidstore.heads.tensorboard_events import require_tensorboard
+
+        require_tensorboard("train.tensorboard")  # before the dataset and the store are made
     started = time.perf_counter()
     data_dir, samples, store = out / "data", out / "samples.parquet", out / "features.zarr"
 

@@ -213,6 +213,9 @@ class TrainConfig(_Strict):
     bootstrap: int = Field(1000, ge=0, description="resamples for the pooled 95 % intervals (of groups, and of videos beside); 0: none")
     out: str = "runs"
     map_cache_mb: float = Field(8192, ge=0, description="a map head's maps stay in RAM when they fit in this (else they stream from the store every epoch)")
+    tensorboard: bool = Field(
+        False, description="also write the training curves (per fold and stage) and the final metrics as TensorBoard events in RUN/tensorboard/ (the tensorboard extra)"
+    )
 
     @field_validator("threshold")
     @classmethod
@@ -246,6 +249,9 @@ class FinetuneConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     export: list[Literal["torchscript", "onnx"]] = Field(default_factory=list, description="exports checked against the eager model")
+    tensorboard: bool = Field(
+        False, description="also write each epoch's loss, hold-out metrics and lr, and the final hold-out metrics, as TensorBoard events in OUT/tensorboard/ (the tensorboard extra)"
+    )
 
 
 class DemoConfig(_Strict):

@@ -50,6 +50,7 @@ from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_fr
 from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
 from vidstore.heads.registry import head_class
 from vidstore.heads.runs import RunSummary, json_safe
+from vidstore.heads.tensorboard_events import FOLDER as EVENTS, open_writer, require_tensorboard, write_scalars
 from vidstore.heads.training import EarlyStopping, balanced_resample, epoch_line, grouped_holdout, warmup_cosine, weighted_bce
 from vidstore.store import StoreProvenance
 from vidstore.store.artifacts import load_torch_file
@@ -178,6 +179,8 @@ class Trainer:
     def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False,
                  final_from: str | Path | None = None, inject_oom_steps: tuple[int, ...] = ()):
         """``inject_oom_steps``: a test hook, a simulated out-of-memory error at these optimiser steps."""
+        if cfg.finetune.tensorboard:
+            require_tensorboard("finetune.tensorboard")
         self.final: ModelSpec | None = None
         if final_from is not None:
             # the final model: every video trains, for the epoch count the hold-out run chose,
@@ -224,6 +227,7 @@ class Trainer:
         self.inject_oom_steps = set(inject_oom_steps)
         self._injected: set[int] = set()
         self.stop_requested = False
+        self.board = None  # the TensorBoard writer while run() runs, when finetune.tensorboard asks for one
         if resume:
             self._resume()
 
@@ -348,10 +352,13 @@ class Trainer:
 
     def run(self) -> dict:
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.board = open_writer(self.out / EVENTS) if self.f.tensorboard and self.rank == 0 else None
         try:
             return self._run()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.board is not None:
+                self.board.close()
 
     def _on_sigterm(self, signum, frame) -> None:
         self.stop_requested = True
@@ -392,6 +399,8 @@ class Trainer:
             self.state["history"].append(record)
             if self.rank == 0:  # an epoch here is a pass of the backbone over every video: each line is worth reading
                 log.info(epoch_line("finetune", record, f.epochs, time.perf_counter() - started))
+            if self.board is not None:
+                write_scalars(self.board, record, epoch)
             self.state["epoch"] += 1
             self.state["step_in_epoch"] = 0
             self.save_checkpoint()
@@ -403,6 +412,8 @@ class Trainer:
                    "global_step": self.state["global_step"]}
         if self.rank == 0:
             summary.update(self.write_artifact())
+            if self.board is not None and summary.get("holdout"):
+                write_scalars(self.board, summary["holdout"], summary["epochs_run"], "holdout/")
         if self.world > 1:
             dist.barrier()
         return summary

@@ -27,6 +27,7 @@ from vidstore.heads.crossval import assign_folds, cross_validate, evaluate_fold,
 from vidstore.heads.splits import audit_folds
 from vidstore.heads.data import HeadTable
 from vidstore.heads.runs import RunSummary
+from vidstore.heads.tensorboard_events import require_tensorboard
 from vidstore.heads.train import load_head_data, make_head, train_head
 from vidstore.store import FeatureStore
 
@@ -98,6 +99,8 @@ def run_sweep(
     reads = {(c.train.scale, tuple(c.train.features), c.train.tap) for c in configs}
     if len(reads) > 1:
         raise ConfigError("a sweep reads the store once: its points must share train.scale, train.features and train.tap")
+    if any(c.train.tensorboard for c in configs):
+        require_tensorboard("train.tensorboard")  # before the store is read
     store = FeatureStore.open(str(store_path))
     data = load_head_data(head, store, configs[0])
     runs, summaries = [], []

@@ -22,6 +22,7 @@ from vidstore.heads.metrics import slice_metrics
 from vidstore.heads.registry import HeadError, head_class, head_config
 from vidstore.heads.report import write_report
 from vidstore.heads.runs import RunSummary, new_run_dir, write_run
+from vidstore.heads.tensorboard_events import require_tensorboard, write_run_events
 from vidstore.store import FeatureStore
 
 __all__ = ["HeadError", "load_head_data", "make_head", "run_head", "train_head"]
@@ -99,6 +100,8 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
 
     ``data`` reuses what an earlier call loaded (sweeps read the store once)."""
     head_class(head)  # an unknown head fails before the store is read
+    if cfg.train.tensorboard:
+        require_tensorboard("train.tensorboard")
     started = time.perf_counter()
     data = data or load_head_data(head, FeatureStore.open(str(store_path)), cfg)
     log.info(f"train {head}: {data.rows.height} rows of {data.rows['video_id'].n_unique()} videos, {cfg.train.folds}-fold {split} split")
@@ -111,6 +114,9 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     data.store.provenance.write(run_dir / "provenance.json")
     write_report(run_dir, summary, result.oof, result.curves, paths=sample_paths(data.store.provenance.samples.get("path")),
                  sheet_config=sheet_config_of(data.store.provenance))
+    if cfg.train.tensorboard:
+        events = write_run_events(run_dir, result.curves, [(f.fold, m) for f, m in zip(result.folds, result.per_fold)], result.pooled)
+        log.info(f"TensorBoard events in {events} (tensorboard --logdir {run_dir.parent})")
     return run_dir, summary
 
 
