@@ -3,6 +3,8 @@ predict with a fine-tuned model and with head runs."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import signal
@@ -109,6 +111,26 @@ def test_finetune_writes_the_artifact_and_exports_match(world, tmp_path):
     assert "head.linear.weight" in state and "taps.backbone.layer4.0.conv1.0.weight" in state
     scripted = torch.jit.load(str(tmp_path / "model" / "model.ts"))
     assert scripted(torch.randn(1, 3, 4, 32, 32)).shape == (1,)
+
+
+def test_each_epoch_is_a_log_line_and_a_tensorboard_point(world, tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.tensorboard=true"])
+    with caplog.at_level(logging.INFO, logger="vidstore"):
+        finetune(world["samples"], world["inception"], tmp_path / "model", cfg)
+    history = [json.loads(line) for line in (tmp_path / "model" / "history.jsonl").read_text().splitlines()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vidstore.heads.finetune"]
+    assert len(lines) == len(history) == 2
+    for line, h in zip(lines, history):
+        assert line.startswith(f"finetune epoch {h['epoch']}/2: loss {h['train_loss']:.4f}, hold-out loss {h['holdout_loss']:.4f}, AUC "), line
+        assert f", lr {h['lr_head']:.2e}, " in line
+    events = EventAccumulator(str(tmp_path / "model" / "tensorboard"))
+    events.Reload()
+    for key in ("train_loss", "holdout_loss", "lr_head"):
+        assert [(e.step, e.value) for e in events.Scalars(key)] == [(h["epoch"], float(np.float32(h[key]))) for h in history]
+    holdout = ModelSpec.read(tmp_path / "model").metrics["holdout"]
+    assert [(e.step, e.value) for e in events.Scalars("holdout/log_loss")] == [(2, float(np.float32(holdout["log_loss"])))]
 
 
 def finetune_cmd(world, out, *extra):
