@@ -15,6 +15,10 @@
     python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta]
     python cli.py evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
 
+Options before the command: --progress auto|bar|lines|off (auto: a bar on a terminal, else a
+plain line every --progress-every seconds), -v (debug lines: every epoch), -q (warnings,
+errors and results only). Results go to stdout, progress and logs to stderr.
+
 HEAD is any registered head (``train --help`` lists them): gbm, logreg, inception, or one
 from ``--head-module FILE.py`` or a ``vidstore.heads`` entry point.
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
@@ -83,12 +87,12 @@ def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
     progress: Optional[Literal["auto", "bar", "lines", "off"]] = typer.Option(
         None, "--progress", envvar="VIDSTORE_PROGRESS",
-        help="auto: a bar on a terminal, else a plain line every --progress-every seconds (logs, SLURM); bar; lines; off "
-             "[default: auto, off with -q]",
+        help="auto (the default; off with -q): a bar on a terminal, else a plain line every --progress-every seconds "
+             "(logs, SLURM); bar; lines; off",
     ),
     progress_every: float = typer.Option(30.0, "--progress-every", min=0, envvar="VIDSTORE_PROGRESS_EVERY",
                                          help="seconds between two progress lines (lines mode); a last line always ends a loop"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="also debug lines: every epoch of a head, fold sizes, per-fit summaries"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also debug lines: every epoch of the inception head, fold sizes, a nested sweep's inner folds"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the command's results (stdout)"),
 ) -> None:
     """vidstore: a video feature store with lightweight heads, for telling real videos from fake.
