@@ -5,6 +5,7 @@ events holding the same numbers."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -138,3 +139,31 @@ def test_tensorboard_asked_for_but_missing_is_one_line_before_training(tiny_stor
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(ConfigError, match=r"^finetune.tensorboard=true needs TensorBoard"):
         Trainer(tmp_path / "s.parquet", tmp_path / "run", tmp_path / "m", load_config(None, ["finetune.tensorboard=true"]))
+
+
+def test_progress_lines_say_count_rate_and_eta_exactly():
+    from vidstore.extract.progress import Progress, format_duration
+
+    assert [format_duration(s) for s in (0.4, 42, 185, 8040)] == ["0s", "42s", "3m05s", "2h14m"]
+    shown = Progress("extract", 10, "clip", show=False)
+    shown.started, shown.done = 0.0, 4
+    assert shown.line(now=2.0) == "extract: 4/10 clips (40%), 2.0 clips/s, ETA 3s"
+    assert shown.line(now=2.0, final=True) == "extract: 4/10 clips (40%) in 2s, 2.0 clips/s"
+    shown.done = 1
+    shown.set_note("loss 0.5000")
+    assert shown.line(now=4.0) == "extract: 1/10 clips (10%), 4.0 s/clip, ETA 36s; loss 0.5000"
+
+
+def test_a_loop_that_fails_writes_no_final_line(caplog):
+    from vidstore.extract.progress import DEFAULT_EVERY, configure_progress, progress
+
+    configure_progress("lines", DEFAULT_EVERY)
+    try:
+        with caplog.at_level(logging.INFO, logger="vidstore"):
+            assert list(progress([1, 2, 3], "probe", "video")) == [1, 2, 3]
+            with pytest.raises(ZeroDivisionError):
+                for item in progress([1, 0, 2], "probe", "video"):
+                    1 / item
+    finally:
+        configure_progress()
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == ["probe: 3/3 videos (100%)"]
