@@ -87,7 +87,7 @@ class Progress:
         self.closed = False
         self.bar = None
         if self.mode == "bar":
-            self.bar = tqdm(total=total, desc=what, unit=f" {unit}s", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(total=total, desc=what, unit=f" {unit}s", file=sys.stderr, smoothing=0.1)
 
     def update(self, n: int = 1) -> None:
         self.done += n
