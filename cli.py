@@ -15,6 +15,10 @@
     python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta] [--use-export pt2|onnx]
     python cli.py evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
 
+Options before the command: --progress auto|bar|lines|off (auto: a bar on a terminal, else a
+plain line every --progress-every seconds), -v (debug lines: every epoch), -q (warnings,
+errors and results only). Results go to stdout, progress and logs to stderr.
+
 HEAD is any registered head (``train --help`` lists them): gbm, logreg, inception, or one
 from ``--head-module FILE.py`` or a ``vidstore.heads`` entry point.
 Every command takes ``--config FILE`` and ``--set section.key=value`` where it has knobs;
@@ -30,7 +34,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -81,8 +85,29 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    progress: Optional[Literal["auto", "bar", "lines", "off"]] = typer.Option(
+        None, "--progress", envvar="VIDSTORE_PROGRESS",
+        help="auto (the default; off with -q): a bar on a terminal, else a plain line every --progress-every seconds "
+             "(logs, SLURM); bar; lines; off",
+    ),
+    progress_every: float = typer.Option(30.0, "--progress-every", min=0, envvar="VIDSTORE_PROGRESS_EVERY",
+                                         help="seconds between two progress lines (lines mode); a last line always ends a loop"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also debug lines: every epoch of the inception head, fold sizes, a nested sweep's inner folds"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the command's results (stdout)"),
 ) -> None:
-    """vidstore: a video feature store with lightweight heads, for telling real videos from fake."""
+    """vidstore: a video feature store with lightweight heads, for telling real videos from fake.
+
+    Results go to stdout; progress and log lines to stderr. Options before the command:
+    ``vidstore -q --progress lines extract ...``.
+    """
+    import logging
+
+    from vidstore.extract.progress import configure_progress, setup_logging
+
+    if verbose and quiet:
+        raise typer.BadParameter("-v and -q exclude each other", param_hint="-v/-q")
+    setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    configure_progress(progress or ("off" if quiet else "auto"), progress_every)
 
 
 def _load_head_modules(paths: list[Path]) -> None:
@@ -150,6 +175,10 @@ def demo(
 
     _load_head_modules(head_module)
     cfg = _config(config, overrides, [f"train.out={out / 'runs'}"])
+    if cfg.train.tensorboard:
+        from vidstore.heads.tensorboard_events import require_tensorboard
+
+        require_tensorboard("train.tensorboard")  # before the dataset and the store are made
     started = time.perf_counter()
     data_dir, samples, store = out / "data", out / "samples.parquet", out / "features.zarr"
 
@@ -168,7 +197,7 @@ def demo(
         _make_demo_data(data_dir, d)
 
     typer.echo(f"[2/4] index -> {samples}")
-    table, summary = build_index([data_dir])
+    table, summary = build_index([data_dir], progress=True)
     write_index(table, samples)
     for line in summary.lines():
         typer.echo("      " + line)

@@ -213,6 +213,9 @@ class TrainConfig(_Strict):
     bootstrap: int = Field(1000, ge=0, description="resamples for the pooled 95 % intervals (of groups, and of videos beside); 0: none")
     out: str = "runs"
     map_cache_mb: float = Field(8192, ge=0, description="a map head's maps stay in RAM when they fit in this (else they stream from the store every epoch)")
+    tensorboard: bool = Field(
+        False, description="also write the training curves (per fold and stage) and the final metrics as TensorBoard events in RUN/tensorboard/ (the tensorboard extra)"
+    )
 
     @field_validator("threshold")
     @classmethod
@@ -249,6 +252,9 @@ class FinetuneConfig(_Strict):
         default_factory=lambda: ["pt2"],
         description="exports, each loaded back and checked against the eager model (pt2: torch.export; onnx needs onnxscript; "
                     "torchscript is deprecated by torch)",
+    )
+    tensorboard: bool = Field(
+        False, description="also write each epoch's loss, hold-out metrics and lr, and the final hold-out metrics, as TensorBoard events in OUT/tensorboard/ (the tensorboard extra)"
     )
 
 

@@ -659,10 +659,10 @@ def make_demo_dataset(out_dir: str | Path, n_videos: int = 120, seed: int = 0, *
     (out_dir / "demo.json").unlink(missing_ok=True)
     plans = plan_dataset(int(seed), n_videos)
 
-    from tqdm import tqdm
+    from vidstore.extract.progress import Progress
 
     rows = []
-    with tqdm(total=n_videos, desc="demo videos", unit="video", disable=not progress) as bar:
+    with Progress("demo videos", n_videos, "video", show=progress) as bar:
         for plan in plans:
             frames = scene_frames(plan, int(seed), height, width, n_frames, fps)
             publish_rng = _rng(int(seed), plan.index, _STREAM_PUBLISH)

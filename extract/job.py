@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from tqdm import tqdm
 
 from vidstore.configs import Config, config_hash
 from vidstore.extract.augment import AUGMENT_VERSION
 from vidstore.extract.clips import variant_ops, variants_at_scales
+from vidstore.extract.progress import Progress
 from vidstore.extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
 from vidstore.features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from vidstore.features.device import pick_device
@@ -631,7 +631,7 @@ def run_extract(
     ahead: queue.Queue = queue.Queue(maxsize=max(2, 2 * -(-x.batch_size // n_var)))
     stop = threading.Event()
     producer = threading.Thread(target=_stage_ahead, args=(decoded, jobs, stage, ahead, stop), name="stage-ahead", daemon=True)
-    bar = tqdm(total=len(jobs) * n_var, unit="clip", disable=not progress, desc=f"extract (rank {rank}/{world})", smoothing=0.1)
+    shown = Progress(f"extract (rank {rank}/{world})", len(jobs) * n_var, "clip", show=progress)
     started = time.perf_counter()
     waiting: list[tuple[dict, dict | None]] = []  # (item, stage output or None when it failed)
 
@@ -653,7 +653,7 @@ def run_extract(
                 offset += n_var
                 report.n_done += 1
                 report.clips += n_var
-            bar.update(n_var)
+            shown.update(n_var)
         waiting.clear()
 
     producer.start()
@@ -690,9 +690,10 @@ def run_extract(
             if job.last_in_shard:
                 writer.finish()
                 report.shards_written += 1
+        shown.close()
     finally:
         stop.set()
-        bar.close()
+        shown.close(failed=True)  # closed above unless the job stopped on an error: then no final line
         stage.close()
         try:
             writer.close()  # every finished shard reaches the disk, also when the job stops on an error

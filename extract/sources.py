@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from tqdm import tqdm
 
 from vidstore.extract.video import VIDEO_SUFFIXES, VideoError, probe_video
+from vidstore.extract.progress import progress
 
 LABEL_VALUES = {"real": 0, "fake": 1, "0": 0, "1": 1}
 FVC_EXCLUDED_LABELS = ("uncertain", "debunked", "parody")
@@ -347,9 +347,9 @@ def _detect_form(sources: list[Path]) -> str:
 # -- the table --------------------------------------------------------------------------------
 
 
-def _probe_all(paths: list[str | None], progress: bool) -> pl.DataFrame:
+def _probe_all(paths: list[str | None], show_progress: bool) -> pl.DataFrame:
     records = []
-    for path in tqdm(paths, desc="probe", unit="video", disable=not progress):
+    for path in progress(paths, "probe", "video", show=show_progress):
         if path is None:
             records.append({"status": "missing", "reason": "no downloaded file"})
             continue

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -40,6 +41,7 @@ from vidstore.configs import Config
 from vidstore.extract.augment import draw_variant, variant_rng
 from vidstore.extract.clips import make_variant
 from vidstore.extract.job import read_samples
+from vidstore.extract.progress import progress
 from vidstore.extract.video import VideoError, decode_clip
 from vidstore.extract.workers import decode_in_workers
 from vidstore.features.device import pick_device
@@ -49,11 +51,14 @@ from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_fr
 from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
 from vidstore.heads.registry import head_class
 from vidstore.heads.runs import RunSummary, json_safe
-from vidstore.heads.training import EarlyStopping, balanced_resample, grouped_holdout, warmup_cosine, weighted_bce
+from vidstore.heads.tensorboard_events import FOLDER as EVENTS, open_writer, require_tensorboard, write_scalars
+from vidstore.heads.training import EarlyStopping, balanced_resample, epoch_line, grouped_holdout, warmup_cosine, weighted_bce
 from vidstore.store import StoreProvenance
 from vidstore.store.artifacts import load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
+
+log = logging.getLogger(__name__)
 
 
 class FinetuneError(ValueError):
@@ -175,6 +180,8 @@ class Trainer:
     def __init__(self, samples: str | Path, init_path: str | Path, out: str | Path, cfg: Config, resume: bool = False,
                  final_from: str | Path | None = None, inject_oom_steps: tuple[int, ...] = ()):
         """``inject_oom_steps``: a test hook, a simulated out-of-memory error at these optimiser steps."""
+        if cfg.finetune.tensorboard:
+            require_tensorboard("finetune.tensorboard")
         self.final: ModelSpec | None = None
         if final_from is not None:
             # the final model: every video trains, for the epoch count the hold-out run chose,
@@ -222,6 +229,7 @@ class Trainer:
         self.inject_oom_steps = set(inject_oom_steps)
         self._injected: set[int] = set()
         self.stop_requested = False
+        self.board = None  # the TensorBoard writer while run() runs, when finetune.tensorboard asks for one
         if resume:
             self._resume()
 
@@ -346,10 +354,13 @@ class Trainer:
 
     def run(self) -> dict:
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.board = open_writer(self.out / EVENTS) if self.f.tensorboard and self.rank == 0 else None
         try:
             return self._run()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.board is not None:
+                self.board.close()
 
     def _on_sigterm(self, signum, frame) -> None:
         self.stop_requested = True
@@ -366,7 +377,9 @@ class Trainer:
             keep_frozen_bn_in_eval(self.model, f.freeze_bn)
             losses = []
             started = time.perf_counter()
-            for batch in self._loader(batches, dataset, epoch):
+            steps = progress(self._loader(batches, dataset, epoch), f"finetune epoch {epoch}/{f.epochs}", "step", total=len(batches),
+                             show=self.rank == 0)
+            for batch in steps:
                 self.state["step_in_epoch"] += 1  # counts batches consumed, so a resume skips exactly these
                 if batch is None:
                     continue  # every video of the batch failed to decode
@@ -386,6 +399,10 @@ class Trainer:
                     self.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.update(self.stopping.state())
             self.state["history"].append(record)
+            if self.rank == 0:  # an epoch here is a pass of the backbone over every video: each line is worth reading
+                log.info(epoch_line("finetune", record, f.epochs, time.perf_counter() - started))
+            if self.board is not None:
+                write_scalars(self.board, record, epoch)
             self.state["epoch"] += 1
             self.state["step_in_epoch"] = 0
             self.save_checkpoint()
@@ -397,6 +414,8 @@ class Trainer:
                    "global_step": self.state["global_step"]}
         if self.rank == 0:
             summary.update(self.write_artifact())
+            if self.board is not None and summary.get("holdout"):
+                write_scalars(self.board, summary["holdout"], summary["epochs_run"], "holdout/")
         if self.world > 1:
             dist.barrier()
         return summary

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from tqdm import tqdm
 
 from vidstore.configs import Config, FeaturesConfig
 from vidstore.extract.clips import clips_of_video, make_variant, variant_ops
+from vidstore.extract.progress import progress as with_progress
 from vidstore.extract.sources import check_path, find_video_entries, relative_id
 from vidstore.extract.video import VIDEO_SUFFIXES, VideoError, decode_clip, probe_video, unexpected_reason
 from vidstore.extract.workers import decode_in_workers
@@ -288,7 +288,7 @@ def predict_videos(predictor, entries: list, *, workers: int = 2, batch_size: in
 
     tasks = [(str(p), video_id) for (p, _), video_id in zip(entries, ids)]
     results = decode_in_workers(_Prepare(predictor.prepare), tasks, workers, timeout=timeout, name="predict-decode")
-    for index, item in tqdm(results, total=len(tasks), unit="video", desc="predict", disable=not progress):
+    for index, item in with_progress(results, "predict", "video", total=len(tasks), show=progress):
         item["index"] = index
         if item.get("reason"):
             rows.append(row(index, prob_fake=None, pred_label=None, n_clips=0, status="failed", reason=item["reason"]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,11 @@ from vidstore.heads.crossval import assign_folds, cross_validate, evaluate_fold,
 from vidstore.heads.splits import audit_folds
 from vidstore.heads.data import HeadTable
 from vidstore.heads.runs import RunSummary
+from vidstore.heads.tensorboard_events import require_tensorboard
 from vidstore.heads.train import load_head_data, make_head, train_head
 from vidstore.store import FeatureStore
+
+log = logging.getLogger(__name__)
 
 
 def read_grid(path: str | Path) -> list[dict]:
@@ -63,7 +67,7 @@ def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_fol
             result = cross_validate(
                 make_head(head, inner, cfg), inner.rows, labels[train], n_folds=inner_folds, seed=cfg.train.seed,
                 holdout=cfg.train.inner_holdout, inner_folds=cfg.train.inner_folds, calibration=cfg.train.calibration, bootstrap=0,
-                threshold_rule=cfg.train.threshold,
+                threshold_rule=cfg.train.threshold, log_level=logging.DEBUG,
             )
             scores.append(result.pooled["roc_auc"])
         best = int(np.nanargmax(scores))
@@ -74,6 +78,8 @@ def nested_estimate(head: str, data: HeadTable, configs: list[Config], inner_fol
                           seed=cfg.train.seed, holdout=cfg.train.inner_holdout, calibration=cfg.train.calibration,
                           inner_folds=cfg.train.inner_folds, threshold_rule=cfg.train.threshold)
         )
+        log.info(f"nested estimate, outer fold {fold}: point {best + 1}/{len(configs)} chosen (inner ROC-AUC {scores[best]:.3f}), "
+                 f"ROC-AUC {outcomes[-1].metrics['roc_auc']:.3f} on the fold")
     result = pool(outcomes, audit, base.bootstrap, base.seed, base.threshold)
     return {"metrics": result.metrics, "pooled": result.pooled, "intervals": result.intervals, "warnings": result.warnings,
             "chosen_point_per_fold": chosen}, chosen
@@ -93,10 +99,13 @@ def run_sweep(
     reads = {(c.train.scale, tuple(c.train.features), c.train.tap) for c in configs}
     if len(reads) > 1:
         raise ConfigError("a sweep reads the store once: its points must share train.scale, train.features and train.tap")
+    if any(c.train.tensorboard for c in configs):
+        require_tensorboard("train.tensorboard")  # before the store is read
     store = FeatureStore.open(str(store_path))
     data = load_head_data(head, store, configs[0])
     runs, summaries = [], []
-    for point, cfg in zip(points, configs):
+    for i, (point, cfg) in enumerate(zip(points, configs), 1):
+        log.info(f"sweep point {i}/{len(points)}: " + ", ".join(f"{k}={v}" for k, v in point.items()))
         run_dir, summary = train_head(head, store_path, cfg, data=data)
         summary = dataclasses.replace(summary, sweep_point=point)
         runs.append(run_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from vidstore.heads.metrics import slice_metrics
 from vidstore.heads.registry import HeadError, head_class, head_config
 from vidstore.heads.report import write_report
 from vidstore.heads.runs import RunSummary, new_run_dir, write_run
+from vidstore.heads.tensorboard_events import require_tensorboard, write_run_events
 from vidstore.store import FeatureStore
 
 __all__ = ["HeadError", "load_head_data", "make_head", "run_head", "train_head"]
+
+log = logging.getLogger(__name__)
 
 
 def load_head_data(head: str, store: FeatureStore, cfg: Config) -> HeadTable:
@@ -96,8 +100,11 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
 
     ``data`` reuses what an earlier call loaded (sweeps read the store once)."""
     head_class(head)  # an unknown head fails before the store is read
+    if cfg.train.tensorboard:
+        require_tensorboard("train.tensorboard")
     started = time.perf_counter()
     data = data or load_head_data(head, FeatureStore.open(str(store_path)), cfg)
+    log.info(f"train {head}: {data.rows.height} rows of {data.rows['video_id'].n_unique()} videos, {cfg.train.folds}-fold {split} split")
     fitted_head, result = run_head(head, data, cfg, split)
     summary = summarise(fitted_head, data, result, cfg, split, time.perf_counter() - started)
     run_dir = new_run_dir(cfg.train.out, head)
@@ -107,6 +114,9 @@ def train_head(head: str, store_path: str | Path, cfg: Config, *, split: str = "
     data.store.provenance.write(run_dir / "provenance.json")
     write_report(run_dir, summary, result.oof, result.curves, paths=sample_paths(data.store.provenance.samples.get("path")),
                  sheet_config=sheet_config_of(data.store.provenance))
+    if cfg.train.tensorboard:
+        events = write_run_events(run_dir, result.curves, [(f.fold, m) for f, m in zip(result.folds, result.per_fold)], result.pooled)
+        log.info(f"TensorBoard events in {events} (tensorboard --logdir {run_dir.parent})")
     return run_dir, summary
 
 

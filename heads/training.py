@@ -1,11 +1,15 @@
 """The training toolkit both torch trainers use (the inception head on stored maps, and
 end-to-end fine-tuning): the learning-rate schedule, class weighting and balanced
-sampling, early stopping, and the grouped inner hold-out. Written once, here.
+sampling, early stopping, the grouped inner hold-out, and how an epoch reads in the log.
+Written once, here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,3 +89,51 @@ def grouped_holdout(rows: pl.DataFrame, labels: np.ndarray, share: float, seed: 
     except ValueError:
         return everything, nothing
     return np.flatnonzero(parts != 0), np.flatnonzero(parts == 0)
+
+
+# -- epochs in the log ------------------------------------------------------------------------
+
+# The fit a head's epochs belong to ("fold 2 fit"), named by cross-validation, which knows
+# the fold and stage, for the head, which logs the epochs; a head's fit() stays (data) -> self.
+_FIT_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("vidstore_fit_name", default="")
+
+# record key -> (name in the line, format); the inception head watches rows, fine-tuning holds out videos
+EPOCH_FIELDS = {
+    "train_loss": ("loss", ".4f"),
+    "watch_loss": ("hold-out loss", ".4f"),
+    "holdout_loss": ("hold-out loss", ".4f"),
+    "watch_auc": ("AUC", ".3f"),
+    "holdout_auc": ("AUC", ".3f"),
+    "lr": ("lr", ".2e"),
+    "lr_head": ("lr", ".2e"),
+}
+
+
+@contextlib.contextmanager
+def fit_name(name: str) -> Iterator[None]:
+    """Names the fit whose epochs run inside (``fold 2 fit``) in their log and progress lines."""
+    token = _FIT_NAME.set(name)
+    try:
+        yield
+    finally:
+        _FIT_NAME.reset(token)
+
+
+def current_fit_name(default: str = "") -> str:
+    return _FIT_NAME.get() or default
+
+
+def epoch_values(record: dict) -> str:
+    """``loss 0.6931, hold-out loss 0.6820, AUC 0.712, lr 9.80e-04``: an epoch's record, the
+    numbers as its curves file holds them, rounded; n/a for a missing AUC (one class)."""
+    parts = []
+    for key, (name, spec) in EPOCH_FIELDS.items():
+        if key in record:
+            value = record[key]
+            parts.append(f"{name} {'n/a' if value is None or value != value else format(value, spec)}")
+    return ", ".join(parts)
+
+
+def epoch_line(fit: str, record: dict, n_epochs: int, seconds: float) -> str:
+    """``fold 2 fit epoch 3/30: loss 0.6931, hold-out loss 0.6820, AUC 0.712, lr 9.80e-04, 4.2 s``."""
+    return f"{fit} epoch {record['epoch']}/{n_epochs}: {epoch_values(record)}, {seconds:.1f} s"

@@ -4,6 +4,8 @@ predict with a fine-tuned model and with head runs."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import signal
@@ -204,6 +206,26 @@ def test_an_export_that_differs_from_the_eager_model_fails_in_one_line(tmp_path)
     message = str(err.value)
     assert "pt2 export" in message and f"tolerance {TOLERANCE:g}" in message and "\n" not in message
     assert is_user_error(err.value)  # the CLI prints it as one line
+
+
+def test_each_epoch_is_a_log_line_and_a_tensorboard_point(world, tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config(ROOT / "configs/demo.yaml", TINY + FT + ["finetune.tensorboard=true"])
+    with caplog.at_level(logging.INFO, logger="vidstore"):
+        finetune(world["samples"], world["inception"], tmp_path / "model", cfg)
+    history = [json.loads(line) for line in (tmp_path / "model" / "history.jsonl").read_text().splitlines()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vidstore.heads.finetune"]
+    assert len(lines) == len(history) == 2
+    for line, h in zip(lines, history):
+        assert line.startswith(f"finetune epoch {h['epoch']}/2: loss {h['train_loss']:.4f}, hold-out loss {h['holdout_loss']:.4f}, AUC "), line
+        assert f", lr {h['lr_head']:.2e}, " in line
+    events = EventAccumulator(str(tmp_path / "model" / "tensorboard"))
+    events.Reload()
+    for key in ("train_loss", "holdout_loss", "lr_head"):
+        assert [(e.step, e.value) for e in events.Scalars(key)] == [(h["epoch"], float(np.float32(h[key]))) for h in history]
+    holdout = ModelSpec.read(tmp_path / "model").metrics["holdout"]
+    assert [(e.step, e.value) for e in events.Scalars("holdout/log_loss")] == [(2, float(np.float32(holdout["log_loss"])))]
 
 
 def finetune_cmd(world, out, *extra):

@@ -17,8 +17,10 @@ variants of every training video.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -30,11 +32,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from vidstore.configs import ConfigSection
+from vidstore.extract.progress import Progress
 from vidstore.heads.base import HeadBase
 from vidstore.heads.data import HeadData
 from vidstore.heads.metrics import log_loss
 from vidstore.heads.registry import register_head
-from vidstore.heads.training import EarlyStopping, balanced_resample, warmup_cosine, weighted_bce
+from vidstore.heads.training import EarlyStopping, balanced_resample, current_fit_name, epoch_line, epoch_values, warmup_cosine, weighted_bce
+
+log = logging.getLogger(__name__)
 
 PRESETS = {"seed": {"branch_channels": 128, "bottleneck": None}}
 # Stored maps train in channels-last layout (weights and batches): on a CPU, oneDNN's 3D
@@ -189,29 +194,36 @@ class InceptionHead3D(HeadBase):
         loss_fn = weighted_bce(labels[data.rows], p.balance)
         targets = torch.from_numpy(labels.astype(np.float32))
         stopping, best_state = EarlyStopping(p.patience), None
-        for epoch in range(1, n_epochs + 1):
-            model.train()
-            total, count = 0.0, 0
-            for positions, maps in data.source.batches(self._epoch_rows(data, rng), p.batch_size, rng):
-                if len(positions) < 2:
-                    continue  # BatchNorm needs two samples
-                optimiser.zero_grad()
-                loss = loss_fn(model(maps.contiguous(memory_format=CHANNELS_LAST)), targets[positions])
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-                optimiser.step()
-                scheduler.step()
-                total += loss.item() * len(positions)
-                count += len(positions)
-            record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": scheduler.get_last_lr()[0]}
-            if watch is not None:
-                probs, y = self.predict_proba(watch), labels[watch.rows]
-                record.update(watch_loss=log_loss(y, probs), watch_auc=float(roc_auc_score(y, probs)) if len(np.unique(y)) == 2 else math.nan)
-                if stopping.update(record["watch_loss"], epoch):
-                    best_state = copy.deepcopy(model.state_dict())
-            self.curves.append(record)
-            if watch is not None and stopping.stop:
-                break
+        fit = current_fit_name("inception")  # "fold 2 fit" under cross-validation
+        with Progress(fit, n_epochs, "epoch") as shown:
+            for epoch in range(1, n_epochs + 1):
+                started = time.perf_counter()
+                model.train()
+                total, count = 0.0, 0
+                for positions, maps in data.source.batches(self._epoch_rows(data, rng), p.batch_size, rng):
+                    if len(positions) < 2:
+                        continue  # BatchNorm needs two samples
+                    optimiser.zero_grad()
+                    loss = loss_fn(model(maps.contiguous(memory_format=CHANNELS_LAST)), targets[positions])
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+                    optimiser.step()
+                    scheduler.step()
+                    total += loss.item() * len(positions)
+                    count += len(positions)
+                record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": scheduler.get_last_lr()[0]}
+                if watch is not None:
+                    probs, y = self.predict_proba(watch), labels[watch.rows]
+                    record.update(watch_loss=log_loss(y, probs), watch_auc=float(roc_auc_score(y, probs)) if len(np.unique(y)) == 2 else math.nan)
+                    if stopping.update(record["watch_loss"], epoch):
+                        best_state = copy.deepcopy(model.state_dict())
+                self.curves.append(record)
+                # every epoch at DEBUG: a 5-fold run has 150 of them; the progress line carries the latest at INFO
+                log.debug(epoch_line(fit, record, n_epochs, time.perf_counter() - started))
+                shown.set_note(epoch_values(record))
+                shown.update()
+                if watch is not None and stopping.stop:
+                    break
         if best_state is not None:
             model.load_state_dict(best_state)  # the best epoch's weights, not the last
         model.eval()
