@@ -1,19 +1,19 @@
 """vidstore: a video feature store with lightweight heads, for telling real videos from fake.
 
-    python cli.py demo                                   # the whole job on built-in data
-    python cli.py demo-data OUT [--videos N] [--seed S]  # make the built-in dataset
-    python cli.py index SOURCE... --out samples.parquet [--videos DIR]
-    python cli.py extract --samples samples.parquet --store features/NAME.zarr [--config configs/X.yaml]
-    python cli.py clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
-    python cli.py store info|validate STORE              # describe / check a store
-    python cli.py store init --samples S --store STORE  # create or grow a store (before array jobs)
-    python cli.py train HEAD --store STORE [--folds 5] [--seed 0] [--out runs] [--head-module my_head.py]
-    python cli.py runs compare RUN... [--sort roc_auc] [--out table]
-    python cli.py sweep HEAD --store STORE --grid configs/sweeps/gbm.yaml [--nested]
-    python cli.py config show [-c FILE] [--set key=value]   # the resolved config
-    python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
-    python cli.py predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta] [--use-export pt2|onnx]
-    python cli.py evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
+    vidstore demo                                   # the whole job on built-in data
+    vidstore demo-data OUT [--videos N] [--seed S]  # make the built-in dataset
+    vidstore index SOURCE... --out samples.parquet [--videos DIR]
+    vidstore extract --samples samples.parquet --store features/NAME.zarr [--config fvc|FILE.yaml]
+    vidstore clips VIDEO [--out DIR]                # contact sheet: variants x sampled frames
+    vidstore store info|validate STORE              # describe / check a store
+    vidstore store init --samples S --store STORE  # create or grow a store (before array jobs)
+    vidstore train HEAD --store STORE [--folds 5] [--seed 0] [--out runs] [--head-module my_head.py]
+    vidstore runs compare RUN... [--sort roc_auc] [--out table]
+    vidstore sweep HEAD --store STORE --grid gbm|FILE.yaml [--nested]
+    vidstore config show [-c FILE] [--set key=value]   # the resolved config
+    vidstore finetune --samples samples.parquet --init runs/<inception run> --out models/NAME [--resume]
+    vidstore predict MODEL_OR_RUN VIDEO_OR_DIR [--out preds.csv] [--tta] [--use-export pt2|onnx]
+    vidstore evaluate MODEL_OR_RUN --samples OTHER.parquet [--store STORE] --out DIR   # another labelled dataset
 
 Options before the command: --progress auto|bar|lines|off (auto: a bar on a terminal, else a
 plain line every --progress-every seconds), -v (debug lines: every epoch), -q (warnings,
@@ -228,7 +228,7 @@ def demo(
         typer.echo("(backbone weights are random here: embeddings and maps mean little; use backbone.weights=kinetics400 on real data)")
     typer.echo(f"open {run_dir / 'report.html'} for the plots")
     typer.echo(f"\ndone in {time.perf_counter() - started:.0f} s")
-    typer.echo(f"  dataset  {data_dir}\n  samples  {samples}\n  store    {store}  (python cli.py store info {store})\n  runs     {run_dir.parent}")
+    typer.echo(f"  dataset  {data_dir}\n  samples  {samples}\n  store    {store}  (vidstore store info {store})\n  runs     {run_dir.parent}")
 
 
 # -- the steps --------------------------------------------------------------------------------
@@ -495,7 +495,7 @@ def evaluate(
     _load_head_modules(head_module)
     folder, summary = run_evaluate(model, samples, out, _config(config, overrides), store=store, workers=workers)
     typer.echo(format_summary(summary))
-    typer.echo(f"wrote {folder} (python cli.py runs compare {model} {folder})")
+    typer.echo(f"wrote {folder} (vidstore runs compare {model} {folder})")
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="Look at trained runs.")

@@ -228,7 +228,7 @@ class TrainConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    """End-to-end fine-tuning of backbone + Inception3D head (``cli.py finetune``)."""
+    """End-to-end fine-tuning of backbone + Inception3D head (``vidstore finetune``)."""
 
     trainable: list[str] = Field(default_factory=lambda: ["layer3", "layer4"], description="backbone stages that train ([all] for every stage)")
     freeze_bn: bool = Field(True, description="batch norms of the backbone keep their statistics and weights")

@@ -1,6 +1,6 @@
 """A contact sheet of what the model sees: rows are variants, columns are sampled frames.
 
-``python cli.py clips VIDEO [--out DIR]`` decodes the video once, makes variants 0..K with
+``vidstore clips VIDEO [--out DIR]`` decodes the video once, makes variants 0..K with
 the configured policy, and writes ``DIR/<video>_clips.png`` (each row labelled with its
 variant's ops and parameters) and ``DIR/<video>_clips.json`` (the parameters in full).
 """

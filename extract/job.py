@@ -81,7 +81,7 @@ def read_samples(path: str | Path) -> pl.DataFrame:
     """The indexed videos that can be extracted (status ok), in table order."""
     path = Path(path)
     if not path.is_file():
-        raise ExtractError(f"samples table not found: {path} (make one with `cli.py index`)")
+        raise ExtractError(f"samples table not found: {path} (make one with `vidstore index`)")
     try:
         table = pl.read_parquet(path)
     except Exception as err:
@@ -301,7 +301,7 @@ def wait_for_store(store_path: str, samples: pl.DataFrame, cfg: Config, weights:
         if time.monotonic() > deadline:
             raise ExtractError(
                 f"store {store_path} did not hold the samples' videos after {cfg.extract.wait_timeout:.0f} s; "
-                "is rank 0 running (or run `cli.py store init` first)?"
+                "is rank 0 running (or run `vidstore store init` first)?"
             )
         time.sleep(1.0)
 

@@ -49,14 +49,14 @@ def read_labelled_samples(path: str | Path) -> tuple[pl.DataFrame, int]:
     rows were not ok (missing or failed files)."""
     path = Path(path)
     if not path.is_file():
-        raise EvaluateError(f"samples table not found: {path} (make one with `cli.py index`)")
+        raise EvaluateError(f"samples table not found: {path} (make one with `vidstore index`)")
     try:
         table = pl.read_parquet(path)
     except Exception as err:
         raise EvaluateError(f"samples table {path} cannot be read as parquet: {err}") from None
     missing = [c for c in ("video_id", "label", "group") if c not in table.columns]
     if missing:
-        raise EvaluateError(f"samples table {path} has no column(s) {missing}; evaluate needs labelled videos (`cli.py index`)")
+        raise EvaluateError(f"samples table {path} has no column(s) {missing}; evaluate needs labelled videos (`vidstore index`)")
     ok = table.filter(pl.col("status") == "ok") if "status" in table.columns else table
     labels = ok["label"].cast(pl.Int64, strict=False)
     if labels.null_count() or not labels.is_in([0, 1]).all():

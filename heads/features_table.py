@@ -80,6 +80,6 @@ def load_feature_table(
         first = int(rows["row"][int(np.flatnonzero(bad)[0])])
         raise HeadDataError(
             f"store {store.path}: {int(bad.sum())} done rows hold non-finite values (first row {first}); "
-            "the store is damaged or overflowed float16 (`cli.py store validate` tells more)"
+            "the store is damaged or overflowed float16 (`vidstore store validate` tells more)"
         )
     return FeatureTable(X=X, names=names, rows=rows), scale

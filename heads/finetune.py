@@ -1,8 +1,8 @@
 """``finetune``: backbone + Inception3D head trained end to end; the final model artifact.
 
-    python cli.py finetune --samples samples.parquet --init runs/<inception run> --out models/NAME
-    python cli.py finetune ... --out models/NAME-final --final-from models/NAME   # every video, best epochs
-    torchrun --nproc_per_node 4 cli.py finetune ...        # DistributedDataParallel, rank 0 writes
+    vidstore finetune --samples samples.parquet --init runs/<inception run> --out models/NAME
+    vidstore finetune ... --out models/NAME-final --final-from models/NAME   # every video, best epochs
+    torchrun --nproc_per_node 4 -m vidstore.cli finetune ...        # DistributedDataParallel, rank 0 writes
 
 The head starts from a head trained on the store's maps (the best fold of a map head's
 run, such as ``inception``, same tap and scale), the backbone from the weights the store recorded. Clips come
