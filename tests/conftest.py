@@ -86,6 +86,21 @@ def indexed_demo(root: Path, n_videos: int, seed: int):
     return write_index(table, root / "samples.parquet"), table
 
 
+def write_rows(store, values: dict) -> None:
+    """Every shard of ``store`` from whole arrays (``{(scale, name): array over all rows}``),
+    video by video through the ShardWriter, as extraction writes them."""
+    from vidstore.store import ShardWriter
+
+    rpv = store.layout.rows_per_video
+    writer = ShardWriter(store, list(values))
+    for shard in range(store.layout.n_shards):
+        writer.begin(shard)
+        first, last = store.layout.shard_video_range(shard)
+        for v in range(first, last):
+            writer.add(v * rpv, rpv, {key: array[v * rpv : (v + 1) * rpv] for key, array in values.items()})
+        writer.finish()
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python cli.py ...`` in a subprocess, as a user would."""
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT)

@@ -12,14 +12,14 @@ import polars as pl
 import pytest
 from sklearn import metrics as skm
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, write_rows
 from vidstore.configs import load_config
 from vidstore.heads.crossval import apply_calibration_params
 from vidstore.heads.data import HeadData, load_head_table
 from vidstore.heads.registry import head_class
 from vidstore.heads.runs import RunSummary
 from vidstore.heads.train import train_head
-from vidstore.store import SCHEMA_VERSION, ArraySpec, FeatureStore, ShardWriter, StoreProvenance
+from vidstore.store import SCHEMA_VERSION, ArraySpec, FeatureStore, StoreProvenance
 
 RPV = 2
 PROVENANCE = {"preprocessing_hash": "same-pipeline", "backbone": {"name": "r3d_18", "weights": {"source": "random", "sha256": "w0"}}}
@@ -38,13 +38,7 @@ def make_store(path, video_ids, groups, labels, seed, provenance=PROVENANCE):
     store = FeatureStore.create(str(path), rows, {16: [ArraySpec("embedding", (8,))]}, record, rows_per_video=RPV, shard_videos=16)
     embedding = rng.standard_normal((n * RPV, 8)).astype(np.float32)
     embedding[:, :3] += 1.3 * np.repeat(labels, RPV)[:, None]
-    writer = ShardWriter(store, [(16, "embedding")])
-    for shard in range(store.layout.n_shards):
-        writer.begin(shard)
-        first, last = store.layout.shard_video_range(shard)
-        for v in range(first, last):
-            writer.add(v * RPV, RPV, {(16, "embedding"): embedding[v * RPV : (v + 1) * RPV]})
-        writer.finish()
+    write_rows(store, {(16, "embedding"): embedding})
     return path
 
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, write_rows
 from vidstore.configs import load_config
 from vidstore.heads.base import Fitted
 from vidstore.heads.crossval import cross_validate
 from vidstore.heads.metrics import binary_metrics, choose_threshold, expected_calibration_error
 from vidstore.heads.report import PLOTS
 from vidstore.heads.train import train_head
-from vidstore.store import ArraySpec, FeatureStore, ShardWriter
+from vidstore.store import ArraySpec, FeatureStore
 
 N_VIDEOS, RPV = 80, 2
 
@@ -53,13 +53,7 @@ def separable_store(tmp_path_factory):
     hand[:, 0] += 1.5 * y
     hand[::7, 5] = np.nan  # a statistic that was not measurable
     values = {(16, "embedding"): embedding, (16, "layer4"): maps, (16, "handcrafted"): hand}
-    writer = ShardWriter(store, list(values))
-    for shard in range(store.layout.n_shards):
-        writer.begin(shard)
-        first, last = store.layout.shard_video_range(shard)
-        for v in range(first, last):
-            writer.add(v * RPV, RPV, {k: a[v * RPV : (v + 1) * RPV] for k, a in values.items()})
-        writer.finish()
+    write_rows(store, values)
     return path
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import ROOT, run_cli
-from vidstore.store import ArraySpec, FeatureStore, ShardWriter
+from conftest import ROOT, run_cli, write_rows
+from vidstore.store import ArraySpec, FeatureStore
 
 DEMO = ["--videos", "4", "--set", "demo.width=64", "--set", "demo.height=48", "--set", "demo.n_frames=8"]
 # 3 folds of 24 videos, 3 epochs on a 8-channel map: a few seconds
@@ -41,13 +41,7 @@ def tiny_store(tmp_path_factory):
     store = FeatureStore.create(str(path), rows, {16: [ArraySpec("layer4", (8, 1, 2, 2))]}, rows_per_video=rpv, shard_videos=8)
     maps = rng.standard_normal((n * rpv, 8, 1, 2, 2)).astype(np.float32)
     maps[:, :3] += 1.5 * np.repeat(labels, rpv)[:, None, None, None, None]
-    writer = ShardWriter(store, [(16, "layer4")])
-    for shard in range(store.layout.n_shards):
-        writer.begin(shard)
-        first, last = store.layout.shard_video_range(shard)
-        for v in range(first, last):
-            writer.add(v * rpv, rpv, {(16, "layer4"): maps[v * rpv : (v + 1) * rpv]})
-        writer.finish()
+    write_rows(store, {(16, "layer4"): maps})
     return path
 
 
