@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -45,7 +44,7 @@ from vidstore.extract.progress import progress
 from vidstore.extract.video import VideoError, decode_clip
 from vidstore.extract.workers import decode_in_workers
 from vidstore.features.device import pick_device
-from vidstore.heads.export import export_model, require_exporters
+from vidstore.heads.export import export_model, file_sha256, require_exporters
 from vidstore.heads.metrics import binary_metrics, choose_threshold, log_loss
 from vidstore.heads.model import MODEL_SPEC, ModelSpec, VideoClassifier, keep_frozen_bn_in_eval, set_trainable
 from vidstore.heads.pipeline import augment_config_of, backbone_of, clip_at_scale, clip_config_of
@@ -435,7 +434,7 @@ class Trainer:
             metrics = binary_metrics(y, probs, threshold)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         _save_atomic(state, self.out / "weights.pt")
-        digest = hashlib.sha256((self.out / "weights.pt").read_bytes()).hexdigest()
+        digest = file_sha256(self.out / "weights.pt")
         clip = clip_config_of(self.init.provenance)
         spec = ModelSpec(
             backbone=self.init.provenance.backbone_name,
