@@ -10,7 +10,9 @@ for how long:
 
 * a task that runs longer than ``timeout`` seconds (a file that hangs the decoder: a
   FIFO swapped in for a video, a network mount that stopped answering) gets
-  ``{"reason": "decode timed out after N s"}``; its worker is killed and replaced;
+  ``{"reason": "decode timed out after N s"}``; its worker is killed and replaced. The time
+  of a new worker's first task runs from when the worker says it has started (a spawned
+  one imports torch first), and a worker gets STARTUP_LIMIT seconds to start;
 * a worker that dies (the decoder crashed the process) gives its task
   ``{"reason": "decoder process died (...)"}`` and is replaced;
 * the next videos keep going either way. At most ``workers * prefetch`` results wait
@@ -19,7 +21,10 @@ for how long:
 ``workers=0`` runs ``fn`` in the calling process: no time limit is possible there.
 
 Workers are forked (on Linux): ``fn`` is inherited, not pickled, so it may hold a model
-or other state. Results are pickled back (numpy arrays and tensors by value).
+or other state. ``start="spawn"`` starts each worker as a fresh interpreter instead (``fn``
+is then pickled): a process forked from one that has used CUDA cannot use CUDA, so
+workers that decode on NVDEC are spawned. Results are pickled back (numpy arrays and
+tensors by value).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from vidstore.extract.video import unexpected_reason
@@ -41,8 +47,35 @@ def timed_out_reason(seconds: float) -> str:
     return f"decode timed out after {seconds:g} s"
 
 
-def _context():
-    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+START_METHODS = ("fork", "spawn")
+_READY = pickle.dumps((-1, None))  # a worker's first message: started, the clock of its task may run
+STARTUP_LIMIT = 60.0  # seconds a new worker may take to start (a spawned one imports torch), at least
+
+
+def _context(start: str | None):
+    if start is not None and start not in START_METHODS:
+        raise ValueError(f"start={start!r}: use one of {', '.join(START_METHODS)}")
+    return mp.get_context(start or ("fork" if sys.platform.startswith("linux") else "spawn"))
+
+
+# What a spawned worker runs first (builtins.exec, with ROOT, FN and CONN as its globals):
+# a fresh interpreter must load the parent's vidstore, the same folder, before it can
+# unpickle fn. An installed vidstore imports as usual; a checkout (python cli.py, the tests,
+# the benchmarks) is made the vidstore package the way they do it, by importing its cli.py.
+_SPAWNED_WORKER = """
+import pickle, sys
+from pathlib import Path
+try:
+    import vidstore
+    same = Path(vidstore.__file__).resolve().parent == Path(ROOT)
+except ImportError:
+    same = False
+if not same:
+    sys.path.insert(0, ROOT)
+    import cli
+from vidstore.extract.workers import _worker_main
+_worker_main(pickle.loads(FN), CONN)
+"""
 
 
 def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
@@ -54,6 +87,10 @@ def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    try:
+        conn.send_bytes(_READY)
+    except (BrokenPipeError, OSError):
+        return
     while True:
         try:
             message = conn.recv()
@@ -75,11 +112,17 @@ def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
 class _Worker:
     def __init__(self, fn: Callable[[Any], Any], ctx, name: str):
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(fn, child), name=name, daemon=True)
+        if ctx.get_start_method() == "fork":
+            target, args = _worker_main, (fn, child)
+        else:
+            root = str(Path(sys.modules["vidstore"].__file__).resolve().parent)
+            target, args = exec, (_SPAWNED_WORKER, {"ROOT": root, "FN": pickle.dumps(fn), "CONN": child})
+        self.process = ctx.Process(target=target, args=args, name=name, daemon=True)
         self.process.start()
         child.close()
         self.task: int | None = None  # index of the task it is on
         self.started = 0.0
+        self.ready = False  # has said it started: until then its task's limit is at least STARTUP_LIMIT
 
     def give(self, index: int, task: Any) -> None:
         self.conn.send((index, task))
@@ -111,11 +154,13 @@ def decode_in_workers(
     timeout: float | None = None,
     prefetch: int = 2,
     name: str = "decode",
+    start: str | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """``(index, fn(task))`` for each task, in task order; see the module docstring.
 
     ``tasks`` is consumed lazily (only as far as the workers and the prefetch window
-    need), so a caller may decide later tasks while earlier results come back.
+    need), so a caller may decide later tasks while earlier results come back. ``start``:
+    how workers start, "fork" (the default on Linux) or "spawn".
     """
     if workers < 0:
         raise ValueError(f"workers must be 0 or more, got {workers}")
@@ -126,13 +171,13 @@ def decode_in_workers(
             except Exception as err:
                 yield index, {"reason": unexpected_reason(err)}
         return
-    yield from _Pool(fn, workers, timeout, max(1, prefetch), name).run(tasks)
+    yield from _Pool(fn, workers, timeout, max(1, prefetch), name, start).run(tasks)
 
 
 class _Pool:
-    def __init__(self, fn, workers: int, timeout: float | None, prefetch: int, name: str):
+    def __init__(self, fn, workers: int, timeout: float | None, prefetch: int, name: str, start: str | None = None):
         self.fn, self.n, self.timeout, self.window, self.name = fn, workers, timeout, workers * prefetch, name
-        self.ctx = _context()
+        self.ctx = _context(start)
         self.workers: list[_Worker] = []
         self.spawned = 0
 
@@ -171,7 +216,7 @@ class _Pool:
                 wait_for = 0.5
                 if self.timeout:
                     now = time.monotonic()
-                    wait_for = max(0.0, min(wait_for, min(w.started + self.timeout - now for w in busy)))
+                    wait_for = max(0.0, min(wait_for, min(w.started + self._limit(w) - now for w in busy)))
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
                 now = time.monotonic()
                 for i, worker in enumerate(self.workers):
@@ -184,18 +229,25 @@ class _Pool:
                             index, result = worker.task, {"reason": self._death_reason(worker)}
                             self.workers[i] = self._replace(worker)
                         else:
+                            if index == -1:  # started: its task's time runs from now
+                                worker.ready, worker.started = True, now
+                                continue
                             worker.task = None
                         results[index] = result
                     elif worker.process.sentinel in ready or not worker.process.is_alive():
                         results[worker.task] = {"reason": self._death_reason(worker)}
                         self.workers[i] = self._replace(worker)
-                    elif self.timeout and now - worker.started >= self.timeout:
-                        results[worker.task] = {"reason": timed_out_reason(self.timeout)}
+                    elif self.timeout and now - worker.started >= self._limit(worker):
+                        late = timed_out_reason(self.timeout) if worker.ready else f"decoder process did not start within {self._limit(worker):g} s"
+                        results[worker.task] = {"reason": late}
                         self.workers[i] = self._replace(worker)
         finally:
             for worker in self.workers:
                 worker.stop()
             self.workers = []
+
+    def _limit(self, worker: _Worker) -> float:
+        return self.timeout if worker.ready else max(self.timeout, STARTUP_LIMIT)
 
     def _death_reason(self, worker: _Worker) -> str:
         worker.process.join(timeout=1)
