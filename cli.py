@@ -268,6 +268,9 @@ def _print_extract_report(report) -> None:
         f"{report.clips} clips in {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s), "
         f"{report.shards_written} shards written"
     )
+    if report.decoder == "nvdec":
+        on_gpu, on_cpu = report.decoded_by.get("nvdec", 0), report.decoded_by.get("cpu", 0)
+        typer.echo(f"      decoded on NVDEC: {on_gpu} videos; on the CPU: {on_cpu} (streams NVDEC cannot take)")
     for video_id, reason in report.failures[:5]:
         typer.echo(f"      failed: {video_id}: {reason}")
 

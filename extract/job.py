@@ -32,9 +32,9 @@ from vidstore.configs import Config, config_hash
 from vidstore.extract.augment import AUGMENT_VERSION
 from vidstore.extract.clips import variant_ops, variants_at_scales
 from vidstore.extract.progress import Progress
-from vidstore.extract.video import LetterboxBox, VideoError, decode_clip, unexpected_reason
+from vidstore.extract.video import LetterboxBox, VideoError, decode_clip, nvdec_accel, unexpected_reason
 from vidstore.features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
-from vidstore.features.device import pick_device
+from vidstore.features.device import DeviceError, pick_device
 from vidstore.features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
 from vidstore.extract.workers import decode_in_workers
 from vidstore.store import SCHEMA_VERSION, ArraySpec, FeatureStore, Leases, ShardWriter, StoreError, StoreProvenance, owned_shards
@@ -71,6 +71,8 @@ class ExtractReport:
     # seconds per stage, summed over the processes or threads that run it: decode (workers),
     # device_stage (variants, scales, statistics), write (the shard writer's threads)
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "device_stage": 0.0, "write": 0.0})
+    decoder: str = "cpu"  # extract.decoder
+    decoded_by: dict[str, int] = field(default_factory=dict)  # videos decoded, by what reconstructed their frames
 
     @property
     def clips_per_second(self) -> float:
@@ -350,18 +352,29 @@ class DecodeVideo:
     did; or the reason it could not be read. This is all a worker does and all that
     crosses the process boundary."""
 
-    def __init__(self, frames: int, size: int, max_pixels: int = 0, max_duration: float = 0):
+    def __init__(self, frames: int, size: int, max_pixels: int = 0, max_duration: float = 0, decoder: str = "cpu"):
         self.frames, self.size, self.max_pixels, self.max_duration = frames, size, max_pixels, max_duration
+        self.decoder = decoder
+
+    def _decode(self, path: str, decoder: str):
+        limits = dict(max_pixels=self.max_pixels or None, max_duration=self.max_duration or None)
+        return decode_clip(path, self.frames, self.size, decoder=decoder, **limits)
 
     def __call__(self, path: str) -> dict:
         started = time.perf_counter()
         item: dict = {"frames": None, "reason": ""}
         try:
-            decoded = decode_clip(path, self.frames, self.size, max_pixels=self.max_pixels or None, max_duration=self.max_duration or None)
+            try:
+                decoded = self._decode(path, self.decoder)
+            except VideoError:
+                if self.decoder == "cpu":
+                    raise
+                decoded = self._decode(path, "cpu")  # what NVDEC failed on gets the CPU's verdict
             item.update(
                 frames=torch.from_numpy(decoded.frames),
                 box=astuple(decoded.box),
                 results={"frames_decoded": decoded.n_decoded, "frames_unique": decoded.n_unique},
+                decoder=decoded.decoder,
             )
         except VideoError as err:
             item["reason"] = str(err)
@@ -577,7 +590,11 @@ def _decoded_items(claims: _Claims, decode: DecodeVideo, x) -> Iterator[dict]:
         for index, path in claims.tasks():
             tasks.append(index)
             yield path
-    for n, result in decode_in_workers(decode, paths(), x.num_workers, timeout=x.decode_timeout or None, prefetch=x.prefetch, name="decode"):
+    # a process forked from this one, which may have used CUDA, cannot use CUDA: NVDEC workers are spawned
+    start = "spawn" if decode.decoder == "nvdec" else None
+    for n, result in decode_in_workers(
+        decode, paths(), x.num_workers, timeout=x.decode_timeout or None, prefetch=x.prefetch, name="decode", start=start
+    ):
         yield {"frames": None, "reason": "", "decode_seconds": 0.0, **result, "index": tasks[n]}
 
 
@@ -602,6 +619,11 @@ def run_extract(
     """
     x = cfg.extract
     target = pick_device(device or x.device)  # before anything is written: a device that is not here stops the job
+    if x.decoder == "nvdec":  # likewise a decoder that is not here
+        try:
+            nvdec_accel()
+        except VideoError as err:
+            raise DeviceError(f"extract.decoder=nvdec: {err} (extract.decoder=cpu decodes on the CPU)") from None
     samples = read_samples(samples_path)
     rank, world = resolve_rank(shard)
     model, weights = _load_backbone(cfg)
@@ -620,13 +642,13 @@ def run_extract(
     claims = _Claims(store, leases, jobs, distrusted)
 
     run = BackboneRunner(BackboneTaps(model, cfg.backbone.taps), target, x.amp, x.amp_dtype, x.dtype, x.batch_size)
-    report.device = str(run.device)
+    report.device, report.decoder = str(run.device), x.decoder
     stage = DeviceStage(cfg, run.device, x.stage_threads or (4 if run.device.type == "cuda" else os.cpu_count() or 1))
     writer = ShardWriter(
         store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs],
         rank=rank, threads=x.writer_threads, queue=x.writer_queue, leases=leases,
     )
-    decoded = _decoded_items(claims, DecodeVideo(cfg.clip.frames, cfg.clip.size, x.max_pixels, x.max_duration), x)
+    decoded = _decoded_items(claims, DecodeVideo(cfg.clip.frames, cfg.clip.size, x.max_pixels, x.max_duration, x.decoder), x)
     # the stage runs up to about two backbone batches ahead
     ahead: queue.Queue = queue.Queue(maxsize=max(2, 2 * -(-x.batch_size // n_var)))
     stop = threading.Event()
@@ -668,6 +690,8 @@ def run_extract(
             item, future = got
             report.stage_seconds["decode"] += item["decode_seconds"]
             report.worker_bytes += item_bytes(item)
+            if "decoder" in item:
+                report.decoded_by[item["decoder"]] = report.decoded_by.get(item["decoder"], 0) + 1
             out = None
             if future is not None:
                 try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.codec.hwaccel import HWAccel
 from av.video.reformatter import VideoReformatter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -158,6 +159,7 @@ class DecodedClip:
     n_seeks: int  # keyframe seeks made
     rotation: int  # degrees counter-clockwise applied for display (0, 90, 180, 270)
     duration: float  # seconds, from the packets (metadata only where packets lack timestamps)
+    decoder: str = "cpu"  # what reconstructed the frames: "cpu" or "nvdec" (see DECODERS)
 
     @property
     def n_unique(self) -> int:
@@ -177,6 +179,28 @@ SKIP_POLICIES = ("nonref", "none")  # skip unsampled frames no other frame refer
 # Codecs whose "non-reference" frames are referred to by no frame at all. Not HEVC: there a
 # sub-layer non-reference picture may still be a reference for a higher temporal sub-layer.
 SKIPPABLE_CODECS = ("h264",)
+# Where frames are reconstructed. "nvdec": FFmpeg's CUDA acceleration of its own decoders
+# (the same demuxing, seeking and frame skipping; NVIDIA's decoder engine reconstructs the
+# pixels, which come back as NV12 and are resized like any frame). A stream the engine
+# cannot take (a codec or profile it lacks) is decoded on the CPU; DecodedClip.decoder
+# says which ran.
+DECODERS = ("cpu", "nvdec")
+_NVDEC_OPTIONS = {"primary_ctx": "1"}  # share the device's primary CUDA context, made once
+_nvdec_held: HWAccel | None = None
+
+
+def nvdec_accel() -> HWAccel:
+    """The hwaccel setting for one NVDEC open. The first call in a process makes a CUDA
+    device context that the process keeps, so that the primary context every open retains
+    is made once, not created and destroyed for every video. VideoError when no CUDA
+    device or NVIDIA driver can be used."""
+    global _nvdec_held
+    if _nvdec_held is None:
+        try:
+            _nvdec_held = HWAccel("cuda", options=_NVDEC_OPTIONS).create(av.Codec("h264", "r"))
+        except Exception as err:
+            raise VideoError(f"NVDEC is not available here: {_reason(err) or type(err).__name__}") from None
+    return HWAccel("cuda", allow_software_fallback=True, options=_NVDEC_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -223,8 +247,11 @@ def _index_packets(container, stream, origin: int) -> _PacketIndex:
     )
 
 
-def _check_options(threads: str, thread_count: int, seek: str, skip: str) -> None:
-    choices = (("threads", threads, tuple(THREAD_TYPES)), ("seek", seek, SEEK_POLICIES), ("skip", skip, SKIP_POLICIES))
+def _check_options(threads: str, thread_count: int, seek: str, skip: str, decoder: str = "cpu") -> None:
+    choices = (
+        ("threads", threads, tuple(THREAD_TYPES)), ("seek", seek, SEEK_POLICIES), ("skip", skip, SKIP_POLICIES),
+        ("decoder", decoder, DECODERS),
+    )
     for name, value, allowed in choices:
         if value not in allowed:
             raise ValueError(f"decode_clip: unknown {name}={value!r}; use one of {', '.join(allowed)}")
@@ -241,6 +268,7 @@ def decode_clip(
     thread_count: int = 0,
     seek: str = "gaps",
     skip: str = "nonref",
+    decoder: str = "cpu",
     max_pixels: int | None = None,
     max_duration: float | None = None,
 ) -> DecodedClip:
@@ -263,16 +291,21 @@ def decode_clip(
     5. ``threads`` is FFmpeg's codec threading (none, slice, frame or auto),
        ``thread_count`` its number of threads (0: FFmpeg's choice).
     6. Rotation metadata is applied; each frame is resized straight from YUV (area filter).
+    7. ``decoder="nvdec"`` reconstructs frames on NVIDIA's decoder engine (see DECODERS);
+       a stream it cannot take is decoded on the CPU. VideoError when NVDEC cannot be
+       used at all.
 
-    7. ``max_pixels`` and ``max_duration`` (seconds) refuse absurd inputs from their
+    8. ``max_pixels`` and ``max_duration`` (seconds) refuse absurd inputs from their
        headers, before any packet is read (and the duration again from the packets).
 
-    Every option returns the same frames, bit for bit. Raises ValueError for an unknown
+    Every option returns the same frames, bit for bit (for NVDEC: H.264 decoding is exact by
+    the standard, and benchmarks/decode_speed.py --nvdec checks it). Raises ValueError for an unknown
     option, VideoError with the reason when the file cannot be decoded.
     """
-    _check_options(threads, thread_count, seek, skip)
+    _check_options(threads, thread_count, seek, skip, decoder)
+    hwaccel = nvdec_accel() if decoder == "nvdec" else None
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), hwaccel=hwaccel) as container:
             if not container.streams.video:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
@@ -449,4 +482,5 @@ def _decode_at(
         n_seeks=n_seeks,
         rotation=geometry[1] * 90,
         duration=duration,
+        decoder="nvdec" if codec.is_hwaccel else "cpu",
     )

@@ -94,3 +94,21 @@ def test_extraction_on_cuda_matches_the_cpu_store(samples, tmp_path):
             cosine = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-12)
             assert cosine.min() > 0.99, (scale, name, cosine.min())
         np.testing.assert_allclose(b.read(scale, "handcrafted")[originals], a.read(scale, "handcrafted")[originals], rtol=1e-4, atol=1e-6)
+
+
+def test_nvdec_decodes_the_cpu_frames_and_extraction_uses_it(samples, tmp_path):
+    # H.264 decoding is exact: NVDEC must give the CPU decoder's frames, bit for bit. Extraction's
+    # NVDEC workers are spawned (a fork of this process, which has used CUDA, could not use it)
+    table = pl.read_parquet(samples)
+    for path in table["path"]:
+        cpu, gpu = decode_clip(path, 8, 112), decode_clip(path, 8, 112, decoder="nvdec")
+        assert gpu.decoder == "nvdec", path
+        assert np.array_equal(gpu.frames, cpu.frames) and gpu.source_times.tolist() == cpu.source_times.tolist(), path
+    cfg = load_config(ROOT / "configs/demo.yaml", SETS)
+    on_cpu = run_extract(samples, tmp_path / "cpu-decoded.zarr", cfg, device="cuda", progress=False)
+    cfg = load_config(ROOT / "configs/demo.yaml", SETS + ["extract.decoder=nvdec"])
+    on_gpu = run_extract(samples, tmp_path / "nvdec.zarr", cfg, device="cuda", progress=False)
+    assert on_gpu.decoded_by == {"nvdec": on_gpu.n_done} and on_gpu.n_done == on_cpu.n_done > 0
+    a, b = FeatureStore.open(tmp_path / "cpu-decoded.zarr"), FeatureStore.open(tmp_path / "nvdec.zarr")
+    for scale in a.scales:
+        np.testing.assert_allclose(b.read(scale, "handcrafted"), a.read(scale, "handcrafted"), rtol=1e-4, atol=1e-6)

@@ -6,8 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import index_coded_frames, run_cli, write_video
+from vidstore.extract.video import VideoError, nvdec_accel
 from vidstore.features.device import DeviceError, device_name, pick_device
+
+
+def _nvdec_here() -> bool:
+    try:
+        nvdec_accel()
+    except VideoError:
+        return False
+    return True
+
+
+NVDEC = _nvdec_here()
 
 
 @pytest.mark.parametrize("requested,gpus,local_rank,expected", [
@@ -60,3 +72,26 @@ def test_cuda_asked_for_without_cuda_is_one_line_from_every_command(tmp_path):
     assert not (tmp_path / "none").exists()  # nothing was written before the device was checked
     bad = run_cli("extract", "--samples", missing, "--store", missing, "--device", "gpu", check=False)
     assert bad.returncode == 2 and "extract.device" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(NVDEC, reason="checks a machine without NVDEC")
+def test_nvdec_asked_for_where_there_is_none_is_one_line_and_writes_nothing(tmp_path):
+    missing = str(tmp_path / "none")
+    proc = run_cli("extract", "--samples", missing, "--store", missing, "--set", "extract.decoder=nvdec", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: extract.decoder=nvdec: NVDEC is not available here: ")
+    assert "extract.decoder=cpu" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.skipif(NVDEC, reason="checks a machine without NVDEC")
+def test_a_decode_worker_that_cannot_use_nvdec_decodes_the_video_on_the_cpu(tmp_path):
+    # the job checks NVDEC before it starts; a worker that still cannot open it (a GPU out of
+    # decoder sessions, say) must not lose the video
+    from vidstore.extract.job import DecodeVideo
+
+    path = str(write_video(tmp_path / "v.mp4", index_coded_frames(12)))
+    on_cpu = DecodeVideo(4, 32)(path)
+    asked = DecodeVideo(4, 32, decoder="nvdec")(path)
+    assert asked["reason"] == "" and asked["decoder"] == on_cpu["decoder"] == "cpu"
+    assert torch.equal(asked["frames"], on_cpu["frames"]) and asked["results"] == on_cpu["results"]

@@ -144,13 +144,38 @@ def test_skipping_falls_back_when_the_packets_mislead(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("options", "named"),
     [(dict(threads="fast"), "threads='fast'"), (dict(seek="always"), "seek='always'"),
-     (dict(skip="all"), "skip='all'"), (dict(thread_count=-1), "thread_count=-1")],
+     (dict(skip="all"), "skip='all'"), (dict(thread_count=-1), "thread_count=-1"), (dict(decoder="gpu"), "decoder='gpu'")],
 )
 def test_unknown_decoder_option_is_a_one_line_error(tmp_path, options, named):
     path = write_video(tmp_path / "v.mp4", index_coded_frames(10))
     with pytest.raises(ValueError) as err:
         decode_clip(path, 4, 32, **options)
     assert named in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("height,width", [(48, 64), (76, 102), (1080, 1920)])
+def test_nv12_frames_as_nvdec_hands_them_back_give_the_cpu_decoders_rgb(tmp_path, height, width):
+    # NVDEC's frames come back as NV12 (chroma interleaved), the CPU decoder's as YUV420P, with
+    # the same samples (H.264 decoding is exact): the resize to RGB must not tell them apart
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from vidstore.extract.video import _upright
+
+    block = max(2, height // 24)  # coarse random blocks: detail that survives the resize to 112
+    rng = np.random.default_rng(height)
+    coarse = rng.integers(0, 256, (3, -(-height // block), -(-width // block), 3), dtype=np.uint8)
+    frames = coarse.repeat(block, axis=1).repeat(block, axis=2)[:, :height, :width]
+    path = write_video(tmp_path / "v.mp4", np.ascontiguousarray(frames), crf=30)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            box = letterbox_geometry(frame.height, frame.width, 112)
+            nv12 = frame.reformat(format="nv12")
+            assert nv12.format.name == "nv12" and frame.format.name == "yuv420p"
+            plain = _upright(frame, box, 0, VideoReformatter())
+            assert plain.std() > 10  # real content, not a flat frame
+            assert np.array_equal(_upright(nv12, box, 0, VideoReformatter()), plain)
+            assert np.array_equal(_upright(nv12, box, 1, VideoReformatter()), _upright(frame, box, 1, VideoReformatter()))
 
 
 def test_decode_goes_straight_on_when_samples_are_close(tmp_path):
