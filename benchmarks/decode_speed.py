@@ -1,7 +1,7 @@
 """Seconds per decode_clip by codec threading, seek policy and frame skipping, on one core and unpinned.
 
     python benchmarks/decode_speed.py VIDEO_OR_FOLDER... [--frames 16] [--size 224] [--repeat 3]
-                                      [--old OLD_VIDEO_PY] [--json OUT]
+                                      [--old OLD_VIDEO_PY] [--nvdec] [--variants NAME...] [--json OUT]
 
     # compare with the committed decoder too:
     git show HEAD:extract/video.py > /tmp/old_video.py
@@ -19,7 +19,10 @@ Correctness: each variant's frames and source times must equal, bit for bit, a r
 made without decode_clip's seeking and skipping: every frame decoded in order, the frame
 on screen at each sample time kept, resized by PyAV's own ``frame.reformat``. Any variant
 that differs on any video is reported. ``--old`` adds an older extract/video.py's
-decode_clip (called with its defaults) as the variant ``old``.
+decode_clip (called with its defaults) as the variant ``old``. ``--nvdec`` adds the default
+options decoded on NVIDIA's decoder engine (``decoder="nvdec"``) as the variant ``nvdec``,
+checked against the same CPU reference; each video also records whether NVDEC took it.
+``--variants`` keeps only the named variants (``default`` is always kept).
 
 Cost split (pinned, default options): opening and indexing the packets (_index_packets),
 resizing the sampled frames (timed apart on the same frames), decoding (the rest).
@@ -129,7 +132,19 @@ def reference_clip(path: Path, n_samples: int, size: int):
     return frames, np.array([t for _, t in held]), [f for f, _ in held], box, turns
 
 
-def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: str | None, with_split: bool) -> dict:
+def chosen_variants(names: list[str] | None, nvdec: bool) -> dict[str, dict]:
+    """VARIANTS (with ``nvdec`` when asked for), only ``names`` and ``default`` when given."""
+    variants = {**VARIANTS, **({"nvdec": dict(decoder="nvdec")} if nvdec else {})}
+    if names:
+        unknown = sorted(set(names) - set(variants) - {"old"})
+        if unknown:
+            raise SystemExit(f"decode_speed: unknown variant(s) {unknown}; choose from {sorted(variants)} or old")
+        variants = {n: kw for n, kw in variants.items() if n == "default" or n in names}
+    return variants
+
+
+def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: str | None, with_split: bool,
+                  chosen: dict[str, dict] = VARIANTS) -> dict:
     """One video, every variant: best and median wall seconds, CPU seconds, exactness."""
     import av
     from av.video.reformatter import VideoReformatter
@@ -137,7 +152,7 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
     from vidstore.extract.video import _index_packets, _upright, decode_clip
 
     old = _load_old(old_path)
-    variants = {name: (decode_clip, kwargs) for name, kwargs in VARIANTS.items()}
+    variants = {name: (decode_clip, kwargs) for name, kwargs in chosen.items()}
     if old is not None:
         variants["old"] = (old, {})
     ref_frames, ref_times, held, box, turns = reference_clip(Path(path), n_samples, size)
@@ -145,6 +160,7 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
     cpus: dict[str, list[float]] = {name: [] for name in variants}
     exact: dict[str, bool] = {}
     decoded: dict[str, int] = {}
+    decoder: dict[str, str] = {}
     for _ in range(repeat):
         for name, (fn, kwargs) in variants.items():
             wall, cpu = time.perf_counter(), time.process_time()
@@ -154,6 +170,7 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
             same = np.array_equal(clip.frames, ref_frames) and np.array_equal(clip.source_times, ref_times)
             exact[name] = exact.get(name, True) and bool(same)
             decoded[name] = int(clip.n_decoded)
+            decoder[name] = getattr(clip, "decoder", "cpu")
     with av.open(path) as container:
         stream = container.streams.video[0]
         info = {"height": int(stream.codec_context.height), "width": int(stream.codec_context.width),
@@ -162,7 +179,7 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
            "seconds": {n: min(v) for n, v in walls.items()},
            "median_seconds": {n: statistics.median(v) for n, v in walls.items()},
            "cpu_seconds": {n: min(v) for n, v in cpus.items()},
-           "exact": exact, "n_decoded": decoded}
+           "exact": exact, "n_decoded": decoded, "decoder": decoder}
     if with_split:
         index_s, resize_s = [], []
         for _ in range(repeat):
@@ -186,10 +203,12 @@ def run_all(videos: list[Path], args: argparse.Namespace, pinned: bool) -> list[
     results = []
     with ProcessPoolExecutor(1, mp_context=context, initializer=_pin_to_one_core if pinned else None) as pool:
         for video in videos:
-            r = pool.submit(measure_video, str(video), args.frames, args.size, args.repeat, args.old, pinned).result()
+            chosen = chosen_variants(args.variants, args.nvdec)
+            r = pool.submit(measure_video, str(video), args.frames, args.size, args.repeat, args.old, pinned, chosen).result()
             print(f"  {'pinned' if pinned else 'unpinned'} {Path(r['path']).name} {r['height']}p: "
                   + ", ".join(f"{n} {s:.3f}" for n, s in r["seconds"].items())
-                  + ("" if all(r["exact"].values()) else f"  NOT EXACT: {[n for n, ok in r['exact'].items() if not ok]}"),
+                  + ("" if all(r["exact"].values()) else f"  NOT EXACT: {[n for n, ok in r['exact'].items() if not ok]}")
+                  + ("" if r["decoder"].get("nvdec", "nvdec") == "nvdec" else "  (NVDEC did not take it: decoded on the CPU)"),
                   flush=True)
             results.append(r)
     return results
@@ -224,8 +243,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--old", help="an older extract/video.py whose decode_clip joins as variant 'old'")
+    parser.add_argument("--nvdec", action="store_true", help="add the variant 'nvdec': decoding on NVIDIA's decoder engine")
+    parser.add_argument("--variants", nargs="+", help="only these variants (and default)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
+    if args.nvdec:  # here first: one line, not a traceback from the measuring process
+        from vidstore.extract.video import VideoError, nvdec_accel
+
+        try:
+            nvdec_accel()
+        except VideoError as err:
+            raise SystemExit(f"decode_speed: --nvdec: {err}") from None
     videos = find_videos(args.videos)
     print(f"{len(videos)} videos, T={args.frames}, S={args.size}, best of {args.repeat}; {os.cpu_count()} CPUs")
     pinned = run_all(videos, args, pinned=True)
@@ -242,10 +270,12 @@ def main() -> None:
         print(f"  {height}p: total {total:.3f} s = index {index:.3f} ({100 * index / total:.0f} %) + resize {resize:.3f} "
               f"({100 * resize / total:.0f} %) + decode {total - index - resize:.3f} ({100 * (total - index - resize) / total:.0f} %); "
               f"frames decoded: default {np.mean([r['n_decoded']['default'] for r in rows]):.0f}, "
-              f"skip none {np.mean([r['n_decoded']['none'] for r in rows]):.0f} of {np.mean([r['frames'] for r in rows]):.0f}")
+              + (f"skip none {np.mean([r['n_decoded']['none'] for r in rows]):.0f} " if "none" in rows[0]["n_decoded"] else "")
+              + f"of {np.mean([r['frames'] for r in rows]):.0f}")
     if args.json:
         args.json.write_text(json.dumps({"frames": args.frames, "size": args.size, "repeat": args.repeat,
-                                         "variants": VARIANTS, "pinned": pinned, "unpinned": unpinned}, indent=1))
+                                         "variants": chosen_variants(args.variants, args.nvdec),
+                                         "pinned": pinned, "unpinned": unpinned}, indent=1))
         print(f"\nwrote {args.json}")
 
 

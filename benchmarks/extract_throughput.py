@@ -152,6 +152,8 @@ def main() -> None:
         "seconds": report.seconds,
         "workers": cfg.extract.num_workers,
         "device": str(device),
+        "decoder": getattr(cfg.extract, "decoder", "cpu"),  # absent before NVDEC
+        "decoded_by": getattr(report, "decoded_by", {}),  # videos by what reconstructed their frames
         "backbone_free": args.backbone_free,
         "worker_bytes_per_video": getattr(report, "worker_bytes", 0) / n_videos or None,
         "decode_seconds_per_video": stages["decode"] / n_videos if "decode" in stages else None,

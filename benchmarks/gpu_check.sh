@@ -2,12 +2,15 @@
 # Everything a GPU node must show, in one run: each step has a time limit and none runs
 # past a 470 s budget, so the whole finishes within 8 minutes (one H200, 16 cores):
 #   1. the CUDA tests (tests/test_cuda.py: the device stage and a whole extraction on CUDA
-#      against the CPU, within the tolerances stated there);
+#      against the CPU, within the tolerances stated there; NVDEC's frames against the CPU
+#      decoder's, bit for bit, and an extraction whose spawned workers decode on NVDEC);
 #   2. the bare r3d_18 forward, bf16, 16x112^2 and 16x224^2, batch 16-128;
 #   3. end-to-end extraction at the fvc config (T=16, 224+112, K=10) on 720p and 1080p
 #      videos made here (10-30 s), with 8 and 16 decode workers, and 16 with the backbone
 #      replaced by zeros (what decoding and the device stage can feed); the JSON says which
-#      stage bounds it (decode_busy against main_busy);
+#      stage bounds it (decode_busy against main_busy); before that, on one 720p and one
+#      1080p of those videos, NVDEC against the CPU decoder: seconds per clip and frames
+#      bit-identical (benchmarks/decode_speed.py --nvdec; extract.decoder=nvdec switches it on);
 #   4. fine-tuning steps/s in bf16, batch 8-64 (benchmarks/finetune_speed.py);
 #   5. a real CUDA out-of-memory during fine-tuning: the micro-batch halves, training goes on.
 #
@@ -78,6 +81,12 @@ step "cuda tests" 100 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step "bare forward" 75 $PY benchmarks/backbone_forward.py "${FWD[@]}" --amp bf16 --json "$OUT/forward.json"
 step "make videos" 60 $PY benchmarks/make_videos.py "$OUT/videos" "${VIDEOS[@]}"
 step "index" 30 $PY cli.py index "$OUT/videos" --out "$OUT/samples.parquet"
+# NVDEC against the CPU decoder on one 720p and one 1080p video: seconds per clip (pinned to one
+# core, as a decode worker, and unpinned) and frames bit-identical to the CPU reference
+PAIR=($(ls "$OUT"/videos/*/cam_720p_* 2>/dev/null | head -1) $(ls "$OUT"/videos/*/cam_1080p_* 2>/dev/null | head -1))
+[ ${#PAIR[@]} -eq 0 ] && PAIR=($(ls "$OUT"/videos/*/*.mp4 | head -2))
+NV=(--nvdec --variants nvdec); [ "$DRY" = 1 ] && NV=(--variants none)  # a CPU has no NVDEC: the step's plumbing only
+step "NVDEC vs CPU decode" 45 $PY benchmarks/decode_speed.py "${PAIR[@]}" "${NV[@]}" --repeat 2 --json "$OUT/decode_nvdec.json"
 for w in "${WORKERS[@]}"; do
     step "extract, $w workers" 70 $PY benchmarks/extract_throughput.py --samples "$OUT/samples.parquet" "${FVC[@]}" \
         --set extract.num_workers="$w" --repeat "$REPEAT" --json "$OUT/extract_w$w.json"
