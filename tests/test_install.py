@@ -6,6 +6,7 @@ of its own, and run from a folder that has its own `configs/` package, as ML pro
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -19,6 +20,18 @@ import pytest
 from conftest import ROOT
 
 import vidstore  # noqa: E402 (conftest made this checkout the package)
+
+
+def _can_build_here() -> bool:
+    """This environment's setuptools can build the wheel without pip's build isolation (which
+    fetches setuptools from the registry): setuptools >= 70.1 has bdist_wheel built in, older
+    ones need the wheel package (a Python 3.11 venv starts with setuptools 65.5 and no wheel)."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    if importlib.util.find_spec("wheel") is not None:
+        return True
+    version = tuple(int(p) for p in importlib.metadata.version("setuptools").split(".")[:2] if p.isdigit())
+    return version >= (70, 1)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +48,7 @@ def installed(tmp_path_factory) -> dict:
                 shutil.copy2(ROOT / name, source / name)
     else:  # not a git checkout
         shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", "demo_out", "runs", "__pycache__"))
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    isolation = ["--no-build-isolation"] if _can_build_here() else []
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(root / "wheels"), str(source)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
