@@ -4,6 +4,7 @@ reproduce the variant, and the same store whatever the workers, threads and batc
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import astuple
 
@@ -17,7 +18,9 @@ from conftest import ROOT, TINY, indexed_demo
 from vidstore.configs import load_config
 from vidstore.extract.augment import ALL_OPS, draw_params, draw_variant, one_thread
 from vidstore.extract.clips import make_scaled_clips, make_variant, normalise, variant_ops, variants_at_scales
+from vidstore.extract import job
 from vidstore.extract.job import META_COLUMNS, DecodeVideo, item_bytes, run_extract
+from vidstore.extract.workers import decode_in_workers
 from vidstore.extract.video import decode_clip
 from vidstore.store import FeatureStore
 
@@ -74,7 +77,11 @@ def stores(samples, tmp_path_factory):
     root = tmp_path_factory.mktemp("stores")
     for key, setup in SETUPS.items():
         run_extract(samples, root / f"w{key}.zarr", config(**setup), progress=False)
-    return {key: FeatureStore.open(root / f"w{key}.zarr") for key in SETUPS}
+    # workers spawned, as NVDEC's are (a CPU has no NVDEC to ask for them with), else as setup 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(job, "decode_in_workers", functools.partial(decode_in_workers, start="spawn"))
+        run_extract(samples, root / "wspawn.zarr", config(**SETUPS[2]), progress=False)
+    return {key: FeatureStore.open(root / f"w{key}.zarr") for key in [*SETUPS, "spawn"]}
 
 
 def test_same_store_whatever_the_workers_threads_and_batch_size(stores):
@@ -83,7 +90,7 @@ def test_same_store_whatever_the_workers_threads_and_batch_size(stores):
     and embeddings agree to float16 rounding and everything before the backbone (the
     statistics) to the byte."""
     a = stores[0]
-    for key in (2, "b1"):
+    for key in (2, "b1", "spawn"):
         b = stores[key]
         assert a.rows().drop("row").equals(b.rows().drop("row"))
         for scale in a.scales:
