@@ -107,7 +107,7 @@ def test_workers_ship_only_the_decoded_frames(samples):
     path = pl.read_parquet(samples)["path"][0]
     item = DecodeVideo(cfg.clip.frames, cfg.clip.size)(path)
     t, s = cfg.clip.frames, cfg.clip.size
-    assert set(item) == {"frames", "box", "results", "reason", "decode_seconds"}
+    assert set(item) == {"frames", "box", "results", "reason", "decode_seconds", "decoder"} and item["decoder"] == "cpu"
     assert item["frames"].dtype == torch.uint8 and tuple(item["frames"].shape) == (t, s, s, 3)
     alone = decode_clip(path, t, s)
     assert np.array_equal(item["frames"].numpy(), alone.frames) and item["box"] == astuple(alone.box)
