@@ -29,8 +29,8 @@
 #      lives only while it does):
 #      run  carry=["wheels/b"]  timeout_s=600  command=
 #        test -e /tmp/site/.a-done || { echo "call 1's install is gone (the machine went cold): redo call 1, then this"; exit 3; }; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site wheels/b/*.whl || exit 4; export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; set -o pipefail; bash benchmarks/gpu_check.sh /tmp/gco 2>&1 | tee $OUT/gpu_check.log; rc=$?; cp /tmp/gco/*.json $OUT/; exit $rc
-#   3. give_back. The log and the JSON files (forward, extract_w8, extract_w16,
-#      extract_free_w16) come back under files_at.
+#   3. give_back. The log and every step's JSON file (forward, extract_w8, ...: $OUT takes
+#      8 files, so keep the JSON files at 7 or fewer) come back under files_at.
 # Each folder installs on its own with --no-deps into /tmp/site, which PYTHONPATH puts first,
 # so neither call needs the other's wheels (pip resolving dependencies in call 1 would stop:
 # some sit in wheels/b); the node's own numpy, scipy, packaging, pyyaml and narwhals satisfy
