@@ -17,11 +17,28 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]          # on the GPU node, from the repository root
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh    # tiny sizes on a CPU: checks the script itself
 #
-# The node needs this project's dependencies importable by $PYTHON (default python3); a node
-# without a package registry installs them from wheels first, e.g.
-#   pip install --no-index --find-links wheels/ av zarr numcodecs crc32c donfig polars lightgbm pydantic ...
 # Every step writes its output under OUT_DIR (default gpu_check_out) and the log says
-# PASS/FAIL per step; the script goes on after a failed step.
+# PASS/FAIL per step; the script goes on after a failed step. The preamble prints what is
+# missing and each installed package whose release differs from constraints.txt (CI's).
+#
+# ON THE H200 NODE (python3 3.12 with torch 2.11, no package registry) with the `device` tool,
+# from the checkout that the tool sends, whose wheels/ this machine filled:
+#   0. Here: `bash benchmarks/gpu_wheels.sh` (PyPI, a minute). It must end without an error,
+#      printing wheels/a and wheels/b, each under 62 MiB. `status` (free) must say
+#      can_start_another: true and budget_left_s >= 720 (a start takes 1-2 min of it).
+#   1. run  carry=["wheels/a"]  timeout_s=120  command=
+#        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site wheels/a/*.whl && touch /tmp/site/.a-done && ls /tmp/site && nvidia-smi -L
+#   2. At once, no other tool call in between (the machine stays warm 30 s, and /tmp/site
+#      lives only while it does):
+#      run  carry=["wheels/b"]  timeout_s=600  command=
+#        test -e /tmp/site/.a-done || { echo "call 1's install is gone (the machine went cold): redo call 1, then this"; exit 3; }; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site wheels/b/*.whl || exit 4; export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; set -o pipefail; bash benchmarks/gpu_check.sh /tmp/gco 2>&1 | tee $OUT/gpu_check.log; rc=$?; cp /tmp/gco/*.json $OUT/; exit $rc
+#   3. give_back. The log and every step's JSON file (forward, extract_w8, ...: $OUT takes
+#      8 files, so keep the JSON files at 7 or fewer) come back under files_at.
+# Each folder installs on its own with --no-deps into /tmp/site, which PYTHONPATH puts first,
+# so neither call needs the other's wheels (pip resolving dependencies in call 1 would stop:
+# some sit in wheels/b); the node's own numpy, scipy, packaging, pyyaml and narwhals satisfy
+# the rest. Call 2 takes about 520 s (gpu_check's 470 s budget, the install, torch's start);
+# with the start, call 1 and the gap, about 11 of the 15 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-gpu_check_out}
@@ -53,16 +70,28 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 $PY - <<'EOF'
-import os, torch
+import importlib.metadata as md, os, re, torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, {os.cpu_count()} cores")
 print(torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")
 missing = []
-for name in ("av", "zarr", "numcodecs", "polars", "lightgbm", "pydantic", "typer", "yaml", "sklearn", "fsspec", "tqdm", "PIL", "matplotlib"):
+for name in ("av", "zarr", "numcodecs", "google_crc32c", "donfig", "polars", "lightgbm", "pydantic", "typer", "yaml", "sklearn",
+             "scipy", "fsspec", "tqdm", "PIL", "matplotlib"):
     try:
         __import__(name)
-    except ImportError:
-        missing.append(name)
+    except Exception as err:  # an OSError too: a shared library missing
+        missing.append(f"{name} ({type(err).__name__}: {err})")
 print("missing packages: " + (", ".join(missing) if missing else "none"))
+differ = []
+for line in open("constraints.txt"):
+    pin = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+    if pin:
+        try:
+            version = md.version(pin.group(1))
+        except md.PackageNotFoundError:
+            continue
+        if version.split("+")[0] != pin.group(2):
+            differ.append(f"{pin.group(1)} {version} (CI {pin.group(2)})")
+print("releases other than constraints.txt's: " + (", ".join(differ) if differ else "none"))
 EOF
 
 if [ "$DRY" = 1 ]; then

@@ -60,7 +60,9 @@ def installed(tmp_path_factory) -> dict:
     user = root / "user_project"  # a project with a configs package of its own
     (user / "configs").mkdir(parents=True)
     (user / "configs" / "__init__.py").write_text("raise ImportError('this is the user project configs package')\n")
-    return {"wheel": wheel, "site": site, "user": user, "env": {**os.environ, "PYTHONPATH": str(site)}}
+    # the site first, before a PYTHONPATH this run already has (the GPU node's dependencies live in one)
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {"wheel": wheel, "site": site, "user": user, "env": {**os.environ, "PYTHONPATH": path}}
 
 
 def test_the_wheel_holds_one_vidstore_package_and_its_configs(installed):
