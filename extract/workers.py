@@ -12,7 +12,12 @@ for how long:
   FIFO swapped in for a video, a network mount that stopped answering) gets
   ``{"reason": "decode timed out after N s"}``; its worker is killed and replaced. The time
   of a new worker's first task runs from when the worker says it has started (a spawned
-  one imports torch first), and a worker gets STARTUP_LIMIT seconds to start;
+  one imports torch first);
+* a worker that dies or hangs (STARTUP_LIMIT seconds) before it has started is replaced
+  and its task handed to the new one, not recorded as failed: no video is to blame.
+  STARTUP_FAILURES in a row raise WorkersCannotStart (a spawned worker re-imports the
+  calling script: one without an ``if __name__ == "__main__":`` guard starts the job again
+  in every worker, which fails);
 * a worker that dies (the decoder crashed the process) gives its task
   ``{"reason": "decoder process died (...)"}`` and is replaced;
 * the next videos keep going either way. At most ``workers * prefetch`` results wait
@@ -50,6 +55,11 @@ def timed_out_reason(seconds: float) -> str:
 START_METHODS = ("fork", "spawn")
 _READY = pickle.dumps((-1, None))  # a worker's first message: started, the clock of its task may run
 STARTUP_LIMIT = 60.0  # seconds a new worker may take to start (a spawned one imports torch), at least
+STARTUP_FAILURES = 3  # workers in a row that die or hang before they start: the pool gives up
+
+
+class WorkersCannotStart(RuntimeError):
+    """Decode workers die or hang before they start, one after another: no video is to blame."""
 
 
 def _context(start: str | None):
@@ -121,12 +131,13 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: int | None = None  # index of the task it is on
+        self.payload: Any = None  # that task, handed again to a replacement if this one never starts
         self.started = 0.0
         self.ready = False  # has said it started: until then its task's limit is at least STARTUP_LIMIT
 
     def give(self, index: int, task: Any) -> None:
+        self.task, self.payload, self.started = index, task, time.monotonic()
         self.conn.send((index, task))
-        self.task, self.started = index, time.monotonic()
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -180,6 +191,7 @@ class _Pool:
         self.ctx = _context(start)
         self.workers: list[_Worker] = []
         self.spawned = 0
+        self.start_failures = 0  # workers in a row that stopped before they started
 
     def _spawn(self) -> _Worker:
         self.spawned += 1
@@ -203,7 +215,15 @@ class _Pool:
                     except StopIteration:
                         exhausted = True
                         break
-                    worker.give(index, task)
+                    try:
+                        worker.give(index, task)
+                    except (BrokenPipeError, OSError):  # it died while idle: a new one takes the task
+                        at = self.workers.index(worker)
+                        if worker.ready:
+                            self.workers[at] = self._replace(worker)
+                            self.workers[at].give(index, task)
+                        else:
+                            self.workers[at] = self._restart(worker, self._death_reason(worker))
                     issued += 1
                 while next_out in results:
                     yield next_out, results.pop(next_out)
@@ -213,10 +233,9 @@ class _Pool:
                     return
                 if not busy:
                     continue
-                wait_for = 0.5
-                if self.timeout:
-                    now = time.monotonic()
-                    wait_for = max(0.0, min(wait_for, min(w.started + self._limit(w) - now for w in busy)))
+                now = time.monotonic()
+                wait_for = min([0.5] + [w.started + self._limit(w) - now for w in busy if self._limit(w)])
+                wait_for = max(0.0, wait_for)
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
                 now = time.monotonic()
                 for i, worker in enumerate(self.workers):
@@ -226,28 +245,54 @@ class _Pool:
                         try:
                             index, result = pickle.loads(worker.conn.recv_bytes())
                         except (EOFError, OSError):
+                            if not worker.ready:  # died starting: not the video's fault
+                                self.workers[i] = self._restart(worker, self._death_reason(worker))
+                                continue
                             index, result = worker.task, {"reason": self._death_reason(worker)}
                             self.workers[i] = self._replace(worker)
                         else:
                             if index == -1:  # started: its task's time runs from now
                                 worker.ready, worker.started = True, now
+                                self.start_failures = 0
                                 continue
                             worker.task = None
                         results[index] = result
                     elif worker.process.sentinel in ready or not worker.process.is_alive():
+                        if not worker.ready:
+                            self.workers[i] = self._restart(worker, self._death_reason(worker))
+                            continue
                         results[worker.task] = {"reason": self._death_reason(worker)}
                         self.workers[i] = self._replace(worker)
-                    elif self.timeout and now - worker.started >= self._limit(worker):
-                        late = timed_out_reason(self.timeout) if worker.ready else f"decoder process did not start within {self._limit(worker):g} s"
-                        results[worker.task] = {"reason": late}
+                    elif self._limit(worker) and now - worker.started >= self._limit(worker):
+                        if not worker.ready:
+                            self.workers[i] = self._restart(worker, f"did not start within {self._limit(worker):g} s")
+                            continue
+                        results[worker.task] = {"reason": timed_out_reason(self.timeout)}
                         self.workers[i] = self._replace(worker)
         finally:
             for worker in self.workers:
                 worker.stop()
             self.workers = []
 
-    def _limit(self, worker: _Worker) -> float:
-        return self.timeout if worker.ready else max(self.timeout, STARTUP_LIMIT)
+    def _limit(self, worker: _Worker) -> float | None:
+        """Seconds its task may run (None: no limit); a worker that has not started yet gets
+        at least STARTUP_LIMIT, with or without a time limit on videos."""
+        return self.timeout if worker.ready else max(self.timeout or 0, STARTUP_LIMIT)
+
+    def _restart(self, worker: _Worker, why: str) -> _Worker:
+        """A worker that died or hung before it started: a new one takes its task, which is
+        not recorded as failed. STARTUP_FAILURES in a row stop the pool with one message."""
+        self.start_failures += 1
+        if self.start_failures >= STARTUP_FAILURES:
+            worker.kill()
+            hint = ""
+            if self.ctx.get_start_method() != "fork":
+                hint = ("; spawned workers (extract.decoder=nvdec) start by importing the calling script: "
+                        "a script that runs extraction must do it under if __name__ == '__main__':")
+            raise WorkersCannotStart(f"{self.name} workers stop before they start ({self.start_failures} in a row, the last: {why}){hint}")
+        new = self._replace(worker)
+        new.give(worker.task, worker.payload)
+        return new
 
     def _death_reason(self, worker: _Worker) -> str:
         worker.process.join(timeout=1)

@@ -383,6 +383,26 @@ def _sleep_or_die(task):
     return {"reason": "", "value": task}
 
 
+def test_spawned_workers_that_cannot_start_stop_the_pool_with_one_message_not_failed_videos(tmp_path):
+    # a spawned worker imports the calling script: without a __main__ guard each one runs the
+    # job again and dies starting. That is no video's fault: no result may blame a video
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport cli\n"
+        "from vidstore.extract.workers import decode_in_workers\n"
+        "print('results', list(decode_in_workers(str, ['a', 'b', 'c'], 2, start='spawn')))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "results" not in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vidstore.extract.workers.WorkersCannotStart: decode workers stop before they start (3 in a row"), last
+    assert "if __name__ == '__main__':" in last
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(script.read_text().replace("print(", "if __name__ == '__main__':\n    print("))
+    ok = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "results [(0, 'a'), (1, 'b'), (2, 'c')]" in ok.stdout, ok.stderr[-2000:]
+
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_decode_workers_replace_a_hung_or_crashed_worker_and_keep_order(start):
     # spawned workers (NVDEC's) take seconds to start: that time must not count against a video's limit
