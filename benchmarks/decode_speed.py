@@ -248,11 +248,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     if args.nvdec:  # here first: one line, not a traceback from the measuring process
-        from vidstore.extract.video import VideoError, nvdec_accel
+        from vidstore.extract.video import NvdecError, check_nvdec
 
         try:
-            nvdec_accel()
-        except VideoError as err:
+            check_nvdec()
+        except NvdecError as err:
             raise SystemExit(f"decode_speed: --nvdec: {err}") from None
     videos = find_videos(args.videos)
     print(f"{len(videos)} videos, T={args.frames}, S={args.size}, best of {args.repeat}; {os.cpu_count()} CPUs")

@@ -32,7 +32,7 @@ from vidstore.configs import Config, config_hash
 from vidstore.extract.augment import AUGMENT_VERSION
 from vidstore.extract.clips import variant_ops, variants_at_scales
 from vidstore.extract.progress import Progress
-from vidstore.extract.video import LetterboxBox, VideoError, decode_clip, nvdec_accel, unexpected_reason
+from vidstore.extract.video import LetterboxBox, NvdecError, VideoError, check_nvdec, decode_clip, unexpected_reason
 from vidstore.features.backbone import BackboneTaps, WeightsInfo, build_backbone, tap_shape
 from vidstore.features.device import DeviceError, pick_device
 from vidstore.features.handcrafted import HANDCRAFTED_NAMES, HANDCRAFTED_VERSION
@@ -352,13 +352,13 @@ class DecodeVideo:
     did; or the reason it could not be read. This is all a worker does and all that
     crosses the process boundary."""
 
-    def __init__(self, frames: int, size: int, max_pixels: int = 0, max_duration: float = 0, decoder: str = "cpu"):
+    def __init__(self, frames: int, size: int, max_pixels: int = 0, max_duration: float = 0, decoder: str = "cpu", device: int = 0):
         self.frames, self.size, self.max_pixels, self.max_duration = frames, size, max_pixels, max_duration
-        self.decoder = decoder
+        self.decoder, self.device = decoder, device  # device: the GPU whose NVDEC decodes
 
     def _decode(self, path: str, decoder: str):
         limits = dict(max_pixels=self.max_pixels or None, max_duration=self.max_duration or None)
-        return decode_clip(path, self.frames, self.size, decoder=decoder, **limits)
+        return decode_clip(path, self.frames, self.size, decoder=decoder, device=self.device, **limits)
 
     def __call__(self, path: str) -> dict:
         started = time.perf_counter()
@@ -366,9 +366,7 @@ class DecodeVideo:
         try:
             try:
                 decoded = self._decode(path, self.decoder)
-            except VideoError:
-                if self.decoder == "cpu":
-                    raise
+            except NvdecError:
                 decoded = self._decode(path, "cpu")  # what NVDEC failed on gets the CPU's verdict
             item.update(
                 frames=torch.from_numpy(decoded.frames),
@@ -619,10 +617,11 @@ def run_extract(
     """
     x = cfg.extract
     target = pick_device(device or x.device)  # before anything is written: a device that is not here stops the job
-    if x.decoder == "nvdec":  # likewise a decoder that is not here
+    nvdec_device = (target.index or 0) if target.type == "cuda" else 0
+    if x.decoder == "nvdec":  # likewise a decoder that is not here (checked in a fresh process)
         try:
-            nvdec_accel()
-        except VideoError as err:
+            check_nvdec(nvdec_device)
+        except NvdecError as err:
             raise DeviceError(f"extract.decoder=nvdec: {err} (extract.decoder=cpu decodes on the CPU)") from None
     samples = read_samples(samples_path)
     rank, world = resolve_rank(shard)
@@ -648,7 +647,7 @@ def run_extract(
         store, [(scale, spec.name) for scale, specs in array_specs(cfg).items() for spec in specs],
         rank=rank, threads=x.writer_threads, queue=x.writer_queue, leases=leases,
     )
-    decoded = _decoded_items(claims, DecodeVideo(cfg.clip.frames, cfg.clip.size, x.max_pixels, x.max_duration, x.decoder), x)
+    decoded = _decoded_items(claims, DecodeVideo(cfg.clip.frames, cfg.clip.size, x.max_pixels, x.max_duration, x.decoder, nvdec_device), x)
     # the stage runs up to about two backbone batches ahead
     ahead: queue.Queue = queue.Queue(maxsize=max(2, 2 * -(-x.batch_size // n_var)))
     stop = threading.Event()

@@ -9,7 +9,10 @@ video.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +27,10 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 class VideoError(Exception):
     """A video that cannot be probed or decoded; the message is the recorded reason."""
+
+
+class NvdecError(VideoError):
+    """NVDEC cannot be used here, or failed on this video (the CPU decoder may not)."""
 
 
 def _reason(err: BaseException) -> str:
@@ -181,26 +188,77 @@ SKIP_POLICIES = ("nonref", "none")  # skip unsampled frames no other frame refer
 SKIPPABLE_CODECS = ("h264",)
 # Where frames are reconstructed. "nvdec": FFmpeg's CUDA acceleration of its own decoders
 # (the same demuxing, seeking and frame skipping; NVIDIA's decoder engine reconstructs the
-# pixels, which come back as NV12 and are resized like any frame). A stream the engine
-# cannot take (a codec or profile it lacks) is decoded on the CPU; DecodedClip.decoder
-# says which ran.
+# pixels, which come back as NV12 and are resized like any frame). Only for codecs whose
+# decoding the standard makes exact, so that NVDEC's frames are the CPU decoder's; others
+# (MPEG-4 Part 2, MPEG-2: their IDCT is not exact) are decoded on the CPU. With no software
+# fallback: a stream NVDEC refuses is an error, which callers answer by decoding it on the
+# CPU, so DecodedClip.decoder never calls the CPU's frames NVDEC's.
 DECODERS = ("cpu", "nvdec")
-_NVDEC_OPTIONS = {"primary_ctx": "1"}  # share the device's primary CUDA context, made once
-_nvdec_held: HWAccel | None = None
+NVDEC_CODECS = ("h264", "hevc", "vp9", "av1")
+_nvdec_held: dict[int, HWAccel] = {}
 
 
-def nvdec_accel() -> HWAccel:
-    """The hwaccel setting for one NVDEC open. The first call in a process makes a CUDA
-    device context that the process keeps, so that the primary context every open retains
-    is made once, not created and destroyed for every video. VideoError when no CUDA
+def nvdec_accel(device: int = 0) -> HWAccel:
+    """The hwaccel setting for one NVDEC open on GPU ``device``.
+
+    In a worker process of vidstore's own (a multiprocessing child, where nothing else uses
+    CUDA), every open shares the GPU's primary context, and the first call makes one device
+    context that the process keeps, so that the primary context is made once, not created
+    and destroyed for every video. Anywhere else (the job's own process, a test, a user's
+    script) torch may hold that primary context with flags FFmpeg refuses ("incompatible
+    flags"), so each open makes a private context: correct, slower. NvdecError when no CUDA
     device or NVIDIA driver can be used."""
-    global _nvdec_held
-    if _nvdec_held is None:
-        try:
-            _nvdec_held = HWAccel("cuda", options=_NVDEC_OPTIONS).create(av.Codec("h264", "r"))
-        except Exception as err:
-            raise VideoError(f"NVDEC is not available here: {_reason(err) or type(err).__name__}") from None
-    return HWAccel("cuda", allow_software_fallback=True, options=_NVDEC_OPTIONS)
+    options = {}
+    if mp.parent_process() is not None:
+        options = {"primary_ctx": "1"}
+        if device not in _nvdec_held:
+            try:
+                _nvdec_held[device] = HWAccel("cuda", device=str(device), options=options).create(av.Codec("h264", "r"))
+            except Exception as err:
+                raise NvdecError(f"NVDEC is not available here: {_reason(err) or type(err).__name__}") from None
+    return HWAccel("cuda", device=str(device), allow_software_fallback=False, options=options)
+
+
+# run in a fresh interpreter by check_nvdec: encode a tiny H.264 clip, decode it on NVDEC
+_NVDEC_PROBE = """
+import os, sys, tempfile
+import av, numpy as np
+from av.codec.hwaccel import HWAccel
+path = os.path.join(tempfile.mkdtemp(), "probe.mp4")
+with av.open(path, "w") as out:
+    stream = out.add_stream("libx264", rate=10)
+    stream.width = stream.height = 128
+    stream.pix_fmt = "yuv420p"
+    for i in range(4):
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((128, 128, 3), 50 * i, np.uint8), format="rgb24")))
+    out.mux(stream.encode(None))
+try:
+    with av.open(path, hwaccel=HWAccel("cuda", device=sys.argv[1], allow_software_fallback=False)) as container:
+        n = sum(1 for _ in container.decode(video=0))
+        used = container.streams.video[0].codec_context.is_hwaccel
+except Exception as err:
+    print((str(err).splitlines() or [type(err).__name__])[0], file=sys.stderr)
+    sys.exit(1)
+finally:
+    os.remove(path)
+if not (used and n == 4):
+    print(f"NVDEC decoded {n} of 4 probe frames", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def check_nvdec(device: int = 0, timeout: float = 120) -> None:
+    """NvdecError unless NVDEC decodes H.264 on GPU ``device`` here: a tiny clip encoded and
+    decoded in a fresh interpreter, so that no CUDA state of this process is touched (and
+    a driver without the decoder library, libnvcuvid, is caught, which making a CUDA
+    device alone would not)."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _NVDEC_PROBE, str(device)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NvdecError(f"NVDEC is not available here: its probe did not finish in {timeout:g} s") from None
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise NvdecError(f"NVDEC is not available here: {_reason(RuntimeError(lines[-1])) if lines else f'probe exit code {proc.returncode}'}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +327,7 @@ def decode_clip(
     seek: str = "gaps",
     skip: str = "nonref",
     decoder: str = "cpu",
+    device: int = 0,
     max_pixels: int | None = None,
     max_duration: float | None = None,
 ) -> DecodedClip:
@@ -291,20 +350,25 @@ def decode_clip(
     5. ``threads`` is FFmpeg's codec threading (none, slice, frame or auto),
        ``thread_count`` its number of threads (0: FFmpeg's choice).
     6. Rotation metadata is applied; each frame is resized straight from YUV (area filter).
-    7. ``decoder="nvdec"`` reconstructs frames on NVIDIA's decoder engine (see DECODERS);
-       a stream it cannot take is decoded on the CPU. VideoError when NVDEC cannot be
-       used at all.
+    7. ``decoder="nvdec"`` reconstructs frames on NVIDIA's decoder engine of GPU ``device``
+       (see DECODERS) for the codecs in NVDEC_CODECS, others on the CPU. NvdecError when
+       NVDEC cannot be used or fails on the stream (callers then decode it on the CPU).
 
     8. ``max_pixels`` and ``max_duration`` (seconds) refuse absurd inputs from their
        headers, before any packet is read (and the duration again from the packets).
 
-    Every option returns the same frames, bit for bit (for NVDEC: H.264 decoding is exact by
-    the standard, and benchmarks/decode_speed.py --nvdec checks it). Raises ValueError for an unknown
+    Every option returns the same frames, bit for bit (for NVDEC, because the codecs it is
+    used for decode exactly by their standards; tests/test_cuda.py and
+    benchmarks/decode_speed.py --nvdec check it on a GPU). Raises ValueError for an unknown
     option, VideoError with the reason when the file cannot be decoded.
     """
     _check_options(threads, thread_count, seek, skip, decoder)
-    hwaccel = nvdec_accel() if decoder == "nvdec" else None
+    hwaccel = None
     try:
+        if decoder == "nvdec":
+            with av.open(str(path)) as container:  # the codec first: NVDEC only where it is exact
+                codec = container.streams.video[0].codec_context.name if container.streams.video else ""
+            hwaccel = nvdec_accel(device) if codec in NVDEC_CODECS else None
         with av.open(str(path), hwaccel=hwaccel) as container:
             if not container.streams.video:
                 raise VideoError("no video stream")
@@ -329,6 +393,8 @@ def decode_clip(
     except VideoError:
         raise
     except Exception as err:
+        if hwaccel is not None:
+            raise NvdecError(f"on NVDEC: {_reason(err)}") from None
         raise VideoError(_reason(err)) from None
 
 

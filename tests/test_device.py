@@ -3,18 +3,19 @@ under torchrun) or cuda:N, and a one-line error for a device that is not here.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import index_coded_frames, run_cli, write_video
-from vidstore.extract.video import VideoError, nvdec_accel
+from vidstore.extract.video import NvdecError, check_nvdec
 from vidstore.features.device import DeviceError, device_name, pick_device
 
 
 def _nvdec_here() -> bool:
     try:
-        nvdec_accel()
-    except VideoError:
+        check_nvdec()  # in a fresh process: this one's CUDA state is not touched
+    except NvdecError:
         return False
     return True
 
@@ -95,3 +96,30 @@ def test_a_decode_worker_that_cannot_use_nvdec_decodes_the_video_on_the_cpu(tmp_
     asked = DecodeVideo(4, 32, decoder="nvdec")(path)
     assert asked["reason"] == "" and asked["decoder"] == on_cpu["decoder"] == "cpu"
     assert torch.equal(asked["frames"], on_cpu["frames"]) and asked["results"] == on_cpu["results"]
+
+
+def test_a_codec_nvdec_would_not_decode_exactly_is_decoded_on_the_cpu(tmp_path):
+    # MPEG-4 Part 2's IDCT is not exact: NVDEC's frames could differ from the CPU's, so it is not used
+    import av
+
+    from vidstore.extract.video import decode_clip
+
+    path = tmp_path / "part2.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in index_coded_frames(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    asked = decode_clip(path, 4, 32, decoder="nvdec")
+    assert asked.decoder == "cpu" and np.array_equal(asked.frames, decode_clip(path, 4, 32).frames)
+
+
+@pytest.mark.skipif(NVDEC, reason="checks a machine without NVDEC")
+def test_h264_asked_for_nvdec_where_there_is_none_is_an_nvdec_error(tmp_path):
+    from vidstore.extract.video import decode_clip
+
+    path = write_video(tmp_path / "v.mp4", index_coded_frames(12))
+    with pytest.raises(NvdecError) as err:
+        decode_clip(path, 4, 32, decoder="nvdec")
+    assert str(err.value).startswith("on NVDEC: ") and "\n" not in str(err.value)
