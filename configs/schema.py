@@ -171,8 +171,8 @@ class ExtractConfig(_Strict):
     num_workers: int = Field(2, ge=0, description="decode worker processes (they decode and letterbox, nothing else)")
     decoder: Literal["cpu", "nvdec"] = Field(
         "cpu",
-        description="what reconstructs frames: cpu (FFmpeg) or nvdec (NVIDIA's decoder engine through FFmpeg, for H.264, HEVC, "
-        "VP9 and AV1, which decode exactly; other codecs on the CPU; workers are spawned, not forked; "
+        description="what reconstructs frames: cpu (FFmpeg) or nvdec (NVIDIA's decoder engine through FFmpeg, for H.264, HEVC "
+        "and VP9, which decode exactly; other codecs on the CPU; workers are spawned, not forked; "
         "benchmarks/decode_speed.py --nvdec compares the two)",
     )
     prefetch: int = Field(4, ge=1, description="decoded videos each worker keeps ready")

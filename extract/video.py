@@ -9,7 +9,6 @@ video.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import re
 import subprocess
 import sys
@@ -190,26 +189,35 @@ SKIPPABLE_CODECS = ("h264",)
 # (the same demuxing, seeking and frame skipping; NVIDIA's decoder engine reconstructs the
 # pixels, which come back as NV12 and are resized like any frame). Only for codecs whose
 # decoding the standard makes exact, so that NVDEC's frames are the CPU decoder's; others
-# (MPEG-4 Part 2, MPEG-2: their IDCT is not exact) are decoded on the CPU. With no software
+# (MPEG-4 Part 2, MPEG-2: their IDCT is not exact) are decoded on the CPU, and so is AV1
+# (PyAV's wheels open it with libdav1d, which has no CUDA acceleration). With no software
 # fallback: a stream NVDEC refuses is an error, which callers answer by decoding it on the
 # CPU, so DecodedClip.decoder never calls the CPU's frames NVDEC's.
 DECODERS = ("cpu", "nvdec")
-NVDEC_CODECS = ("h264", "hevc", "vp9", "av1")
+NVDEC_CODECS = ("h264", "hevc", "vp9")
 _nvdec_held: dict[int, HWAccel] = {}
+_in_decode_worker = False  # set by extract.workers in its worker processes (and only there)
+
+
+def mark_decode_worker() -> None:
+    """Called by a decode worker process of vidstore's own as it starts: nothing else in it
+    uses CUDA, so NVDEC may share the GPU's primary context there."""
+    global _in_decode_worker
+    _in_decode_worker = True
 
 
 def nvdec_accel(device: int = 0) -> HWAccel:
     """The hwaccel setting for one NVDEC open on GPU ``device``.
 
-    In a worker process of vidstore's own (a multiprocessing child, where nothing else uses
-    CUDA), every open shares the GPU's primary context, and the first call makes one device
+    In a decode worker process of vidstore's own (mark_decode_worker), where nothing else uses
+    CUDA, every open shares the GPU's primary context, and the first call makes one device
     context that the process keeps, so that the primary context is made once, not created
     and destroyed for every video. Anywhere else (the job's own process, a test, a user's
     script) torch may hold that primary context with flags FFmpeg refuses ("incompatible
     flags"), so each open makes a private context: correct, slower. NvdecError when no CUDA
     device or NVIDIA driver can be used."""
     options = {}
-    if mp.parent_process() is not None:
+    if _in_decode_worker:
         options = {"primary_ctx": "1"}
         if device not in _nvdec_held:
             try:
@@ -221,26 +229,30 @@ def nvdec_accel(device: int = 0) -> HWAccel:
 
 # run in a fresh interpreter by check_nvdec: encode a tiny H.264 clip, decode it on NVDEC
 _NVDEC_PROBE = """
-import os, sys, tempfile
+import os, shutil, sys, tempfile
 import av, numpy as np
 from av.codec.hwaccel import HWAccel
-path = os.path.join(tempfile.mkdtemp(), "probe.mp4")
-with av.open(path, "w") as out:
-    stream = out.add_stream("libx264", rate=10)
-    stream.width = stream.height = 128
-    stream.pix_fmt = "yuv420p"
-    for i in range(4):
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((128, 128, 3), 50 * i, np.uint8), format="rgb24")))
-    out.mux(stream.encode(None))
+folder = tempfile.mkdtemp()
+path = os.path.join(folder, "probe.mp4")
+step = "encoding its H.264 test clip"
 try:
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width = stream.height = 128
+        stream.pix_fmt = "yuv420p"
+        for i in range(4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((128, 128, 3), 50 * i, np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    step = "decoding it"
     with av.open(path, hwaccel=HWAccel("cuda", device=sys.argv[1], allow_software_fallback=False)) as container:
         n = sum(1 for _ in container.decode(video=0))
         used = container.streams.video[0].codec_context.is_hwaccel
 except Exception as err:
-    print((str(err).splitlines() or [type(err).__name__])[0], file=sys.stderr)
+    reason = (str(err).splitlines() or [type(err).__name__])[0]
+    print(reason if step == "decoding it" else f"the probe failed {step}: {reason}", file=sys.stderr)
     sys.exit(1)
 finally:
-    os.remove(path)
+    shutil.rmtree(folder, ignore_errors=True)
 if not (used and n == 4):
     print(f"NVDEC decoded {n} of 4 probe frames", file=sys.stderr)
     sys.exit(1)
@@ -390,7 +402,11 @@ def decode_clip(
                 except _PlanMiss:
                     pass
             return _decode_at(container, stream, index, targets, size, duration, seek, planned=False)
-    except VideoError:
+    except NvdecError:
+        raise
+    except VideoError as err:
+        if hwaccel is not None:  # what failed on NVDEC gets the CPU's verdict (callers retry there)
+            raise NvdecError(f"on NVDEC: {err}") from None
         raise
     except Exception as err:
         if hwaccel is not None:

@@ -45,7 +45,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from vidstore.extract.video import unexpected_reason
+from vidstore.extract.video import mark_decode_worker, unexpected_reason
 
 
 def timed_out_reason(seconds: float) -> str:
@@ -90,6 +90,7 @@ _worker_main(pickle.loads(FN), CONN)
 
 def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    mark_decode_worker()  # nothing else uses CUDA here: NVDEC may share the GPU's primary context
     faulthandler.disable()  # a decoder that crashes is recorded by the pool, not dumped on the user's terminal
     try:
         import torch
@@ -286,7 +287,7 @@ class _Pool:
         if self.start_failures >= STARTUP_FAILURES:
             worker.kill()
             hint = ""
-            if self.ctx.get_start_method() != "fork":
+            if self.ctx.get_start_method() != "fork" and why.startswith("decoder process died"):
                 hint = ("; spawned workers (extract.decoder=nvdec) start by importing the calling script: "
                         "a script that runs extraction must do it under if __name__ == '__main__':")
             raise WorkersCannotStart(f"{self.name} workers stop before they start ({self.start_failures} in a row, the last: {why}){hint}")

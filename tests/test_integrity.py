@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -381,6 +382,20 @@ def _sleep_or_die(task):
     if task == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     return {"reason": "", "value": task}
+
+
+def _die_when_idle(task):
+    if task == "then die":  # after this result is sent, while the pool is not looking
+        threading.Timer(0.3, os._exit, (3,)).start()
+    return {"reason": "", "value": task}
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_and_the_next_video_decoded():
+    seen = []
+    for _, result in decode_in_workers(_die_when_idle, ["then die", "a", "b"], 1, timeout=30, prefetch=1):
+        seen.append(result.get("value") or result["reason"])
+        time.sleep(1.0)  # the pool waits here, its worker idle: it dies before the next task is given
+    assert seen == ["then die", "a", "b"]
 
 
 def test_spawned_workers_that_cannot_start_stop_the_pool_with_one_message_not_failed_videos(tmp_path):
