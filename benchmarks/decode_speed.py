@@ -201,12 +201,11 @@ def measure_video(path: str, n_samples: int, size: int, repeat: int, old_path: s
     return out
 
 
-def run_all(videos: list[Path], args: argparse.Namespace, pinned: bool) -> list[dict]:
+def run_all(videos: list[Path], args: argparse.Namespace, chosen: dict[str, dict], pinned: bool) -> list[dict]:
     context = get_context("spawn")
     results = []
     with ProcessPoolExecutor(1, mp_context=context, initializer=_pin_to_one_core if pinned else None) as pool:
         for video in videos:
-            chosen = chosen_variants(args.variants, args.nvdec)
             r = pool.submit(measure_video, str(video), args.frames, args.size, args.repeat, args.old, pinned, chosen).result()
             print(f"  {'pinned' if pinned else 'unpinned'} {Path(r['path']).name} {r['height']}p: "
                   + ", ".join(f"{n} {s:.3f}" for n, s in r["seconds"].items())
@@ -259,8 +258,9 @@ def main() -> None:
             raise SystemExit(f"decode_speed: --nvdec: {err}") from None
     videos = find_videos(args.videos)
     print(f"{len(videos)} videos, T={args.frames}, S={args.size}, best of {args.repeat}; {os.cpu_count()} CPUs")
-    pinned = run_all(videos, args, pinned=True)
-    unpinned = run_all(videos, args, pinned=False)
+    chosen = chosen_variants(args.variants, args.nvdec)
+    pinned = run_all(videos, args, chosen, pinned=True)
+    unpinned = run_all(videos, args, chosen, pinned=False)
     print_table("seconds per decode_clip, pinned to one core (mean over videos of the best of repeats)", pinned, "seconds")
     print_table("seconds per decode_clip, unpinned", unpinned, "seconds")
     print_table("CPU seconds per decode_clip (all threads), unpinned", unpinned, "cpu_seconds")
@@ -277,7 +277,7 @@ def main() -> None:
               + f"of {np.mean([r['frames'] for r in rows]):.0f}")
     if args.json:
         args.json.write_text(json.dumps({"frames": args.frames, "size": args.size, "repeat": args.repeat,
-                                         "variants": chosen_variants(args.variants, args.nvdec),
+                                         "variants": chosen,
                                          "pinned": pinned, "unpinned": unpinned}, indent=1))
         print(f"\nwrote {args.json}")
 

@@ -246,24 +246,16 @@ class _Pool:
                         try:
                             index, result = pickle.loads(worker.conn.recv_bytes())
                         except (EOFError, OSError):
-                            if not worker.ready:  # died starting: not the video's fault
-                                self.workers[i] = self._restart(worker, self._death_reason(worker))
-                                continue
-                            index, result = worker.task, {"reason": self._death_reason(worker)}
-                            self.workers[i] = self._replace(worker)
-                        else:
-                            if index == -1:  # started: its task's time runs from now
-                                worker.ready, worker.started = True, now
-                                self.start_failures = 0
-                                continue
-                            worker.task = None
+                            self.workers[i] = self._died(worker, results)
+                            continue
+                        if index == -1:  # started: its task's time runs from now
+                            worker.ready, worker.started = True, now
+                            self.start_failures = 0
+                            continue
+                        worker.task = None
                         results[index] = result
                     elif worker.process.sentinel in ready or not worker.process.is_alive():
-                        if not worker.ready:
-                            self.workers[i] = self._restart(worker, self._death_reason(worker))
-                            continue
-                        results[worker.task] = {"reason": self._death_reason(worker)}
-                        self.workers[i] = self._replace(worker)
+                        self.workers[i] = self._died(worker, results)
                     elif self._limit(worker) and now - worker.started >= self._limit(worker):
                         if not worker.ready:
                             self.workers[i] = self._restart(worker, f"did not start within {self._limit(worker):g} s")
@@ -279,6 +271,14 @@ class _Pool:
         """Seconds its task may run (None: no limit); a worker that has not started yet gets
         at least STARTUP_LIMIT, with or without a time limit on videos."""
         return self.timeout if worker.ready else max(self.timeout or 0, STARTUP_LIMIT)
+
+    def _died(self, worker: _Worker, results: dict[int, Any]) -> _Worker:
+        """The worker died on its task: the video's failure once the worker had started;
+        before that no video is to blame, and a new worker takes the task (_restart)."""
+        if not worker.ready:
+            return self._restart(worker, self._death_reason(worker))
+        results[worker.task] = {"reason": self._death_reason(worker)}
+        return self._replace(worker)
 
     def _restart(self, worker: _Worker, why: str) -> _Worker:
         """A worker that died or hung before it started: a new one takes its task, which is
